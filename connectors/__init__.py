@@ -1,0 +1,1 @@
+"""Everything that turns bytes from outside into Arrow: sources and decoders."""

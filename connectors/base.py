@@ -1,0 +1,98 @@
+"""The small vocabulary shared by sources and decoders.
+
+A source hands over a :class:`RawBatch`: parallel lists of what Kafka gave
+(values, keys, timestamps, partitions, offsets), one entry per record, never a
+Python object per record. A decoder turns it into a :class:`DecodedBatch`:
+one Arrow table of the table's schema, the keys to remove, and the bad records
+as data (:class:`DecodeError`), so a malformed record is counted and logged,
+never an exception that crosses a thread.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from service.config import TableConfig
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    """Records of one topic as consumed, in Kafka order per partition."""
+
+    topic: str
+    values: list[bytes | None]
+    keys: list[bytes | None]
+    timestamps_ms: list[int]
+    partitions: list[int]
+    offsets: list[int]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+Locator = Callable[[int], tuple[str, int, int]]
+"""Maps a value's position in a batch to (topic, partition, offset)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeError:
+    """One record that could not become a row; where it is and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """What one decode produced, ready to apply to a table.
+
+    ``rows`` holds the records to update (for an indexed table, only the last
+    record per key); ``removals`` the index values to remove. ``timestamps_ms``
+    are the Kafka timestamps of the records that became rows or removals, for
+    the latency histogram.
+    """
+
+    rows: pa.Table | None
+    removals: pa.Array | None = None
+    errors: list[DecodeError] = field(default_factory=list)
+    records: int = 0
+    timestamps_ms: pa.Array | None = None
+
+    @property
+    def row_count(self) -> int:
+        return 0 if self.rows is None else self.rows.num_rows
+
+    @property
+    def removal_count(self) -> int:
+        return 0 if self.removals is None else len(self.removals)
+
+
+class Decoder(abc.ABC):
+    """Turns the value bytes of whole batches into Arrow rows of one table's schema."""
+
+    #: the ``format:`` name in the config
+    name: str
+
+    def __init__(self, table: TableConfig, arrow_schema: pa.Schema):
+        self.table = table
+        self.arrow_schema = arrow_schema
+
+    @abc.abstractmethod
+    def decode_values(
+        self, values: list[bytes], locate: Locator
+    ) -> tuple[pa.Table, np.ndarray, list[DecodeError]]:
+        """Decode non-null values into rows.
+
+        Returns the rows (schema ``arrow_schema``), the positions in ``values``
+        that those rows came from (ascending, int64), and an error per bad
+        value; ``locate(i)`` gives (topic, partition, offset) of value ``i`` for
+        the errors, computed only for the records that need one.
+        """

@@ -1,0 +1,188 @@
+"""JSON values decoded a whole batch at a time with pyarrow's JSON reader.
+
+Every value is wrapped as ``{"v": <value>}`` on a line of its own and the
+batch is parsed in one call with an explicit schema. The wrapper makes every
+top-level JSON value an object, which matters: pyarrow's reader crashes the
+process on a top-level ``null`` and silently skips blank lines. A parse that
+fails, or returns a different number of rows than values, is split in halves
+until the bad records stand alone; those are classified (not JSON, not an
+object, wrong type) and reported, and every good record of the batch is kept.
+
+Datetime columns take ISO 8601 strings or epoch numbers (s, ms, us or ns,
+told apart by magnitude). Which of the two a column carries is learnt from
+the data and kept, so a steady stream pays for one parse per batch.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from connectors.base import DecodeError, Decoder
+
+_OPEN = b'{"v":'
+_SEPARATOR = b'}\n{"v":'
+_CLOSE = b"}"
+
+
+def epoch_to_timestamp_ms(numbers: pa.Array) -> pa.Array:
+    """Epoch numbers in s, ms, us or ns (guessed from magnitude) as timestamp[ms]."""
+    as_float = pc.cast(numbers, pa.float64())
+    magnitude = pc.abs(as_float)
+    scale = pc.if_else(
+        pc.less(magnitude, 1e11),
+        1000.0,
+        pc.if_else(pc.less(magnitude, 1e14), 1.0, pc.if_else(pc.less(magnitude, 1e17), 1e-3, 1e-6)),
+    )
+    millis = pc.cast(pc.floor(pc.multiply(as_float, scale)), pa.int64())
+    return pc.cast(millis, pa.timestamp("ms"))
+
+
+class JsonDecoder(Decoder):
+    name = "json"
+
+    def __init__(self, table, arrow_schema):
+        super().__init__(table, arrow_schema)
+        self._datetime_columns = {f.name for f in arrow_schema if pa.types.is_timestamp(f.type)}
+        self._date_columns = {f.name for f in arrow_schema if pa.types.is_date(f.type)}
+        self._numeric_time: set[str] = set()
+        self._parse_options = self._make_parse_options()
+
+    # -- parsing -----------------------------------------------------------
+
+    def _make_parse_options(self) -> pajson.ParseOptions:
+        fields = []
+        for f in self.arrow_schema:
+            if f.name in self._numeric_time:
+                fields.append(pa.field(f.name, pa.float64()))
+            elif f.name in self._date_columns:
+                fields.append(pa.field(f.name, pa.string()))
+            else:
+                fields.append(f)
+        wrapped = pa.schema([pa.field("v", pa.struct(fields))])
+        return pajson.ParseOptions(explicit_schema=wrapped, unexpected_field_behavior="ignore")
+
+    def _parse(self, values: list[bytes]) -> pa.StructArray:
+        """Parse values into the wrapper's struct column; raise on any problem."""
+        buffer = _OPEN + _SEPARATOR.join(values) + _CLOSE
+        if buffer.count(b"\n") != len(values) - 1 or b"\r" in buffer:
+            # Pretty-printed JSON: a line break is whitespace to JSON (a raw one
+            # inside a string is invalid anyway), but here it would shift records
+            # between lines. Rare, so this per-value pass costs nothing in steady state.
+            values = [_one_line(v) for v in values]
+            buffer = _OPEN + _SEPARATOR.join(values) + _CLOSE
+        table = pajson.read_json(io.BytesIO(buffer), parse_options=self._parse_options)
+        if table.num_rows != len(values):
+            raise ValueError("a value held more than one JSON document")
+        return table.column("v").combine_chunks()
+
+    def _parse_adapting(self, values: list[bytes]) -> pa.StructArray:
+        """Parse, flipping a datetime column between string and number if the data says so."""
+        try:
+            return self._parse(values)
+        except (pa.ArrowInvalid, ValueError) as exc:
+            flipped = self._flip_time_column(str(exc))
+            if not flipped:
+                raise
+            try:
+                return self._parse(values)
+            except (pa.ArrowInvalid, ValueError):
+                self._flip_time_column_back(flipped)
+                raise
+
+    def _flip_time_column(self, message: str) -> str | None:
+        for name in self._datetime_columns:
+            if f"Column(/v/{name})" in message or f"Column(/{name})" in message:
+                self._numeric_time ^= {name}
+                self._parse_options = self._make_parse_options()
+                return name
+        return None
+
+    def _flip_time_column_back(self, name: str) -> None:
+        self._numeric_time ^= {name}
+        self._parse_options = self._make_parse_options()
+
+    def _to_rows(self, struct: pa.StructArray) -> pa.Table:
+        """The wrapper's struct as a table of the table's schema (null structs kept)."""
+        columns = []
+        for i, f in enumerate(self.arrow_schema):
+            column = struct.field(i)
+            if f.name in self._numeric_time:
+                column = epoch_to_timestamp_ms(column)
+            elif f.name in self._date_columns:
+                column = pc.cast(column, pa.date32())
+            columns.append(column)
+        return pa.Table.from_arrays(columns, schema=self.arrow_schema)
+
+    def _decode_segment(self, values: list[bytes]) -> tuple[pa.StructArray, pa.Table]:
+        struct = self._parse_adapting(values)
+        return struct, self._to_rows(struct)
+
+    # -- the batch -----------------------------------------------------------
+
+    def decode_values(self, values, locate):
+        errors: list[DecodeError] = []
+        pieces: list[pa.Table] = []
+        positions: list[np.ndarray] = []
+        self._decode_range(values, locate, 0, len(values), pieces, positions, errors)
+        if not pieces:
+            return self.arrow_schema.empty_table(), np.empty(0, np.int64), errors
+        rows = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+        return rows, np.concatenate(positions), errors
+
+    def _decode_range(self, values, locate, start, stop, pieces, positions, errors) -> None:
+        """Decode values[start:stop]; on failure split until bad records stand alone."""
+        try:
+            struct, rows = self._decode_segment(values[start:stop])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, UnicodeDecodeError):
+            if stop - start == 1:
+                errors.append(self._classify(values[start], locate(start)))
+                return
+            middle = (start + stop) // 2
+            self._decode_range(values, locate, start, middle, pieces, positions, errors)
+            self._decode_range(values, locate, middle, stop, pieces, positions, errors)
+            return
+        segment_positions = np.arange(start, stop, dtype=np.int64)
+        null_objects = struct.is_null()
+        if struct.null_count:
+            for i in pc.indices_nonzero(null_objects).to_pylist():
+                errors.append(
+                    DecodeError(*locate(start + i), "not_object", "JSON null, not an object")
+                )
+            keep = pc.invert(null_objects)
+            rows = rows.filter(keep)
+            segment_positions = segment_positions[keep.to_numpy(zero_copy_only=False)]
+        if rows.num_rows:
+            pieces.append(rows)
+            positions.append(segment_positions)
+
+    def _classify(self, value: bytes, where: tuple[str, int, int]) -> DecodeError:
+        """Why one record failed: the slow path, only ever run on bad records."""
+        topic, partition, offset = where
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            return DecodeError(topic, partition, offset, "invalid_json", str(exc)[:200])
+        if not isinstance(document, dict):
+            kind = type(document).__name__
+            return DecodeError(topic, partition, offset, "not_object", f"a JSON {kind}")
+        try:
+            self._decode_segment([value])
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+            return DecodeError(topic, partition, offset, "type_mismatch", _describe(str(exc)))
+        return DecodeError(topic, partition, offset, "invalid_json", "rejected by the parser")
+
+
+def _one_line(value: bytes) -> bytes:
+    if b"\n" in value or b"\r" in value:
+        return value.replace(b"\r", b" ").replace(b"\n", b" ")
+    return value
+
+
+def _describe(message: str) -> str:
+    return message.replace("/v/", "/").replace("JSON parse error: ", "")[:200]

@@ -1,0 +1,335 @@
+"""A Kafka source: one consumer thread reading every partition of a table's topics.
+
+There is no consumer group: every replica of livetables needs the whole
+table, so partitions are ``assign()``-ed explicitly (which also starts at
+once, where a group would wait seconds for a rebalance). Offsets are never
+committed; the start policy decides where each run begins.
+
+The thread hands over whole batches (:class:`RawBatch`) plus the next offset
+of every partition it has read to, so the service can tell when a table has
+caught up with the end offsets seen at start-up. librdkafka reconnects by
+itself after a broker outage and resumes at the next offset; this module only
+reports whether a broker is reachable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from connectors.base import RawBatch
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+"""(topic, partition)"""
+
+# Tuned defaults (see the field notes): without fetch.queue.backoff.ms the
+# consumer idles up to a second between fetches while a backlog waits.
+DEFAULT_CLIENT_PROPERTIES: dict[str, str | int | bool] = {
+    "fetch.queue.backoff.ms": 1,
+    "queued.min.messages": 200000,
+    "fetch.wait.max.ms": 50,
+    "socket.keepalive.enable": True,
+    "reconnect.backoff.ms": 100,
+    "reconnect.backoff.max.ms": 5000,
+    "statistics.interval.ms": 5000,
+}
+MAX_BATCH = 10000
+POLL_TIMEOUT_S = 0.1
+METADATA_REFRESH_S = 30.0
+CONNECTION_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+
+
+@dataclass(frozen=True)
+class StartPolicy:
+    """Where to start reading: earliest, latest, or a time window back from now."""
+
+    kind: str  # "earliest" | "latest" | "lookback"
+    window: timedelta | None = None
+
+    @classmethod
+    def parse(cls, text: str, window: timedelta | None) -> StartPolicy:
+        if text in ("earliest", "latest"):
+            return cls(text)
+        return cls("lookback", window)
+
+    @property
+    def reset(self) -> str:
+        """auto.offset.reset when retention deleted the offsets we wanted."""
+        return "latest" if self.kind == "latest" else "earliest"
+
+
+@dataclass
+class SourceCallbacks:
+    """How a source reports to its owner; every callback runs on the source's thread."""
+
+    on_batch: Callable[[RawBatch, dict[Partition, int]], None]
+    on_assigned: Callable[[dict[Partition, int], dict[Partition, int]], None]
+    on_watermarks: Callable[[dict[Partition, int]], None]
+    on_connected: Callable[[bool], None]
+
+
+def consumer_properties(
+    bootstrap_servers: str, client: dict[str, object], policy: StartPolicy, name: str
+) -> dict[str, object]:
+    """The librdkafka configuration: tuned defaults, then the user's properties verbatim."""
+    properties: dict[str, object] = dict(DEFAULT_CLIENT_PROPERTIES)
+    properties.update(client)
+    properties.update(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            # Required by the client, never used: partitions are assigned, offsets never committed.
+            "group.id": f"livetables-{name}-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": policy.reset,
+            "client.id": f"livetables-{name}",
+        }
+    )
+    return properties
+
+
+class KafkaSource:
+    """Consumes a table's topics on a thread of its own until stopped."""
+
+    def __init__(
+        self,
+        name: str,
+        topics: list[str],
+        properties: dict[str, object],
+        policy: StartPolicy,
+        callbacks: SourceCallbacks,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.name = name
+        self.topics = list(topics)
+        self.policy = policy
+        self.callbacks = callbacks
+        self.max_batch = max_batch
+        self._properties = dict(properties)
+        self._properties["stats_cb"] = self._on_stats
+        self._properties["error_cb"] = self._on_error
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run_guarded, name=f"kafka-{name}", daemon=True)
+        self._assigned: set[Partition] = set()
+        self._connected: bool | None = None
+        self._last_error_log = 0.0
+        self.failure: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() or not self._thread.ident
+
+    def _run_guarded(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # reported through /healthz, never silently lost
+            self.failure = exc
+            log.exception("table %s: consumer thread failed", self.name)
+
+    # -- the loop --------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = Consumer(self._properties)
+        try:
+            self._assign_new_partitions(consumer, initial=True)
+            next_refresh = time.monotonic() + METADATA_REFRESH_S
+            while not self._stop.is_set():
+                messages = consumer.consume(self.max_batch, POLL_TIMEOUT_S)
+                if messages:
+                    self._handle(messages)
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + METADATA_REFRESH_S
+                    self._assign_new_partitions(consumer, initial=False)
+        finally:
+            consumer.close()
+
+    def _handle(self, messages: list) -> None:
+        good = [m for m in messages if m.error() is None]
+        positions: dict[Partition, int] = {}
+        if len(good) != len(messages):
+            for m in messages:
+                error = m.error()
+                if error is None:
+                    continue
+                if error.code() == KafkaError._PARTITION_EOF:
+                    positions[(m.topic(), m.partition())] = m.offset()
+                else:
+                    self._on_error(error)
+        if good:
+            self._set_connected(True)
+            for raw in self._raw_batches(good):
+                batch_positions = _next_offsets(raw)
+                for tp, offset in positions.items():
+                    if tp[0] == raw.topic and offset > batch_positions.get(tp, -1):
+                        batch_positions[tp] = offset
+                self.callbacks.on_batch(raw, batch_positions)
+        elif positions:
+            self.callbacks.on_batch(RawBatch(self.topics[0], [], [], [], [], []), positions)
+
+    def _raw_batches(self, messages: list) -> list[RawBatch]:
+        if len(self.topics) == 1:
+            return [_raw_batch(self.topics[0], messages)]
+        by_topic: dict[str, list] = {}
+        for m in messages:
+            by_topic.setdefault(m.topic(), []).append(m)
+        return [_raw_batch(topic, ms) for topic, ms in by_topic.items()]
+
+    # -- partitions and start offsets -------------------------------------------
+
+    def _assign_new_partitions(self, consumer: Consumer, initial: bool) -> None:
+        """Assign every partition not yet assigned; on the first call, wait for the topics."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                found = self._partitions(consumer)
+                break
+            except KafkaException as exc:
+                self._set_connected(False)
+                if not initial:
+                    log.debug("table %s: metadata refresh failed: %s", self.name, exc)
+                    return
+                log.warning("table %s: cannot read topic metadata (%s); retrying", self.name, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+        else:
+            return
+        new = sorted(set(found) - self._assigned)
+        if not new:
+            if initial:
+                self.callbacks.on_assigned({}, {})
+            return
+        starts, ends = self._start_and_end_offsets(consumer, new, initial)
+        consumer.incremental_assign([KafkaTopicPartition(t, p, starts[(t, p)]) for t, p in new])
+        self._assigned.update(new)
+        log.info(
+            "table %s: assigned %d partition(s) of %s, start %s",
+            self.name,
+            len(new),
+            ", ".join(sorted({t for t, _ in new})),
+            self.policy.kind if self.policy.kind != "lookback" else f"-{self.policy.window}",
+        )
+        self.callbacks.on_assigned({tp: o for tp, o in starts.items() if o >= 0}, ends)
+
+    def _partitions(self, consumer: Consumer) -> list[Partition]:
+        found: list[Partition] = []
+        for topic in self.topics:
+            metadata = consumer.list_topics(topic, timeout=10)
+            topic_meta = metadata.topics.get(topic)
+            if topic_meta is None or topic_meta.error is not None:
+                if topic_meta is not None and topic_meta.error.code() not in (
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                    KafkaError._UNKNOWN_TOPIC,
+                ):
+                    raise KafkaException(topic_meta.error)
+                log.warning("table %s: topic %s does not exist (yet)", self.name, topic)
+                continue
+            found.extend((topic, p) for p in topic_meta.partitions)
+        self._set_connected(True)
+        return found
+
+    def _start_and_end_offsets(
+        self, consumer: Consumer, partitions: list[Partition], initial: bool
+    ) -> tuple[dict[Partition, int], dict[Partition, int]]:
+        """Start offsets by policy, and the end offsets to catch up to."""
+        ends: dict[Partition, int] = {}
+        lows: dict[Partition, int] = {}
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(KafkaTopicPartition(*tp), timeout=10)
+            lows[tp], ends[tp] = low, high
+        if not initial:
+            # Partitions added while running hold only new data: read all of it.
+            return {tp: OFFSET_BEGINNING for tp in partitions}, ends
+        if self.policy.kind == "earliest":
+            return {tp: lows[tp] for tp in partitions}, ends
+        if self.policy.kind == "latest":
+            return {tp: ends[tp] for tp in partitions}, ends
+        assert self.policy.window is not None
+        since_ms = int((time.time() - self.policy.window.total_seconds()) * 1000)
+        wanted = [KafkaTopicPartition(t, p, since_ms) for t, p in partitions]
+        starts: dict[Partition, int] = {}
+        for found in consumer.offsets_for_times(wanted, timeout=10):
+            tp = (found.topic, found.partition)
+            starts[tp] = found.offset if found.offset >= 0 else ends[tp]
+        return starts, ends
+
+    # -- librdkafka callbacks ---------------------------------------------------
+
+    def _on_stats(self, stats_json: str) -> None:
+        try:
+            stats = json.loads(stats_json)
+        except ValueError:
+            return
+        highs: dict[Partition, int] = {}
+        for topic, topic_stats in stats.get("topics", {}).items():
+            for partition, p_stats in topic_stats.get("partitions", {}).items():
+                pid = int(partition)
+                if (
+                    pid >= 0
+                    and (topic, pid) in self._assigned
+                    and p_stats.get("hi_offset", -1) >= 0
+                ):
+                    highs[(topic, pid)] = p_stats["hi_offset"]
+        if highs:
+            self.callbacks.on_watermarks(highs)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in CONNECTION_ERRORS:
+            self._set_connected(False)
+        now = time.monotonic()
+        if now - self._last_error_log >= 10.0:
+            self._last_error_log = now
+            log.warning("table %s: kafka: %s", self.name, error.str())
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self._connected:
+            was, self._connected = self._connected, connected
+            if not connected:
+                log.warning("table %s: no broker reachable; retrying", self.name)
+            elif was is False:
+                log.info("table %s: reconnected to kafka", self.name)
+            self.callbacks.on_connected(connected)
+
+
+def _raw_batch(topic: str, messages: list) -> RawBatch:
+    """Columns of a batch: one list per field, the only per-record Python on the path."""
+    return RawBatch(
+        topic=topic,
+        values=[m.value() for m in messages],
+        keys=[m.key() for m in messages],
+        timestamps_ms=[m.timestamp()[1] for m in messages],
+        partitions=[m.partition() for m in messages],
+        offsets=[m.offset() for m in messages],
+    )
+
+
+def _next_offsets(raw: RawBatch) -> dict[Partition, int]:
+    """The next offset to read per partition after this batch."""
+    partitions = np.asarray(raw.partitions, dtype=np.int64)
+    offsets = np.asarray(raw.offsets, dtype=np.int64)
+    unique, inverse = np.unique(partitions, return_inverse=True)
+    highest = np.full(len(unique), -1, dtype=np.int64)
+    np.maximum.at(highest, inverse, offsets)
+    return {(raw.topic, int(p)): int(o) + 1 for p, o in zip(unique, highest, strict=True)}

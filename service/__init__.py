@@ -1,0 +1,8 @@
+"""livetables: Kafka topics as live Perspective tables, served to browsers."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("livetables")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"

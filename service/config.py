@@ -1,0 +1,272 @@
+"""The livetables configuration: one YAML file, validated by typed models.
+
+Every scalar can be overridden from the environment with the ``LIVETABLES_``
+prefix and ``__`` between nested keys (``LIVETABLES_KAFKA__BOOTSTRAP_SERVERS``,
+``LIVETABLES_TABLES__TRADES__LIMIT``), which is how a Helm chart injects
+secrets without writing them into a ConfigMap. A file that does not validate
+raises :class:`ConfigError` listing every problem with its key path, so a bad
+file never starts half a service.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ColumnType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
+"""The column types a Perspective table knows."""
+
+KNOWN_FORMATS = ("json",)
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+LOOKBACK = re.compile(r"^-(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``errors`` holds one line per problem."""
+
+    def __init__(self, source: str, errors: list[str]):
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: invalid configuration\n" + "\n".join(f"  {e}" for e in errors))
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are typos, and typos are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(Strict):
+    bootstrap_servers: str = "localhost:9092"
+    client: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="librdkafka properties passed verbatim (security.protocol, sasl.*, ssl.*)",
+    )
+
+    @field_validator("client")
+    @classmethod
+    def _no_managed_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        managed = {"bootstrap.servers", "group.id", "enable.auto.commit"}
+        clash = sorted(managed & set(value))
+        if clash:
+            raise ValueError(
+                f"{', '.join(clash)} cannot be set here: livetables manages "
+                "them (use kafka.bootstrap_servers for the brokers)"
+            )
+        return value
+
+
+class ServerConfig(Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+StartPolicy = Annotated[str, Field(description="earliest | latest | -<duration> (-15m, -2h)")]
+
+
+def lookback(start: str) -> timedelta | None:
+    """The time window of a ``-15m`` style start policy, or None for earliest/latest."""
+    match = LOOKBACK.match(start)
+    if match is None:
+        return None
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+class TableConfig(Strict):
+    topic: str | None = None
+    topics: list[str] | None = None
+    format: str = "json"
+    schema_: dict[str, ColumnType] = Field(alias="schema", min_length=1)
+    index: str | None = None
+    limit: int | None = Field(None, gt=0)
+    start: StartPolicy = "earliest"
+    editable: bool = False
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in KNOWN_FORMATS:
+            raise ValueError(f"unknown format {value!r}; known: {', '.join(KNOWN_FORMATS)}")
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _valid_start(cls, value: str) -> str:
+        if value in ("earliest", "latest") or lookback(value) is not None:
+            return value
+        raise ValueError(
+            f"start must be earliest, latest or a lookback like -15m / -2h / -1d, not {value!r}"
+        )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableConfig:
+        if (self.topic is None) == (self.topics is None):
+            raise ValueError("give exactly one of topic or topics")
+        if self.topics is not None and not self.topics:
+            raise ValueError("topics must list at least one topic")
+        if self.index is not None and self.limit is not None:
+            raise ValueError("index and limit cannot be combined (Perspective does not support it)")
+        if self.index is not None and self.index not in self.schema_:
+            raise ValueError(f"index {self.index!r} is not a column of the schema")
+        return self
+
+    @property
+    def topic_list(self) -> list[str]:
+        return [self.topic] if self.topic is not None else list(self.topics or [])
+
+
+class ViewerConfig(BaseModel):
+    """A perspective-viewer configuration; validated in depth by the dashboards."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    plugin: str = "Datagrid"
+
+
+class PanelConfig(Strict):
+    table: str
+    title: str | None = None
+    viewer: ViewerConfig = Field(default_factory=ViewerConfig)
+
+
+class DashboardConfig(Strict):
+    title: str | None = None
+    panels: list[PanelConfig] = Field(min_length=1)
+
+
+class LivetablesConfig(BaseSettings):
+    """The whole file. Environment variables override what the file says."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIVETABLES_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    tables: dict[str, TableConfig] = Field(min_length=1)
+    dashboards: dict[str, DashboardConfig] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: it overrides the file (passed as init kwargs).
+        return env_settings, init_settings
+
+    @field_validator("tables")
+    @classmethod
+    def _table_names(cls, value: dict[str, TableConfig]) -> dict[str, TableConfig]:
+        for name in value:
+            if not TABLE_NAME.match(name):
+                raise ValueError(
+                    f"table name {name!r} must start with a letter or _ and use only "
+                    "letters, digits, _ . -"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _panels_name_tables(self) -> LivetablesConfig:
+        for dash_name, dash in self.dashboards.items():
+            for i, panel in enumerate(dash.panels):
+                if panel.table not in self.tables:
+                    raise ValueError(
+                        f"dashboards.{dash_name}.panels.{i}.table: unknown table "
+                        f"{panel.table!r}; tables are: {', '.join(sorted(self.tables))}"
+                    )
+        return self
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    parts = ("schema" if p == "schema_" else str(p) for p in loc)
+    return ".".join(parts) or "(top level)"
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One line per problem, ``key.path: reason``, in the user's own key names."""
+    lines = []
+    for err in error.errors():
+        loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling)"
+        if err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{_key_path(loc)}: {msg}")
+    return lines
+
+
+def parse_config(data: Any, source: str = "<config>") -> LivetablesConfig:
+    """Validate an already-parsed YAML document (plus the environment)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
+    try:
+        return LivetablesConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(source, format_validation_error(exc)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> LivetablesConfig:
+    """Read, parse and validate a config file; raise ConfigError naming the file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
+    return parse_config(data, source)
+
+
+def summary(config: LivetablesConfig) -> str:
+    """A human summary for ``livetables check``."""
+    lines = [f"kafka: {config.kafka.bootstrap_servers}"]
+    lines.append(f"server: {config.server.host}:{config.server.port}")
+    lines.append(f"tables: {len(config.tables)}")
+    for name, table in config.tables.items():
+        kind = (
+            f"indexed on {table.index}"
+            if table.index
+            else f"rolling window of {table.limit} rows"
+            if table.limit
+            else "append"
+        )
+        cols = ", ".join(f"{c}: {t}" for c, t in table.schema_.items())
+        lines.append(
+            f"  {name}: {table.format} from {', '.join(table.topic_list)}, {kind}, "
+            f"start {table.start}; columns {cols}"
+        )
+    if config.dashboards:
+        lines.append(f"dashboards: {len(config.dashboards)}")
+        for name, dash in config.dashboards.items():
+            lines.append(f"  {name}: {dash.title or name}, {len(dash.panels)} panel(s)")
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""What the web handlers may read: the config, the tables, the ingest progress, the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from service.config import LivetablesConfig
+from service.ingest import Ingestor
+from service.metrics import Metrics
+from service.tables import TableHost
+
+
+@dataclass
+class ServiceState:
+    config: LivetablesConfig
+    host: TableHost
+    ingestor: Ingestor
+    metrics: Metrics
+
+    def tables_summary(self) -> list[dict[str, Any]]:
+        out = []
+        for name, table in self.config.tables.items():
+            progress = self.ingestor.progress[name]
+            out.append(
+                {
+                    "name": name,
+                    "topics": table.topic_list,
+                    "format": table.format,
+                    "rows": self.host.size(name),
+                    "schema": dict(table.schema_),
+                    "index": table.index,
+                    "limit": table.limit,
+                    "lag": sum(progress.lag().values()),
+                    "ready": progress.ready,
+                    "kafka_connected": progress.connected,
+                    "editable": table.editable,
+                }
+            )
+        return out
+
+    def refresh_gauges(self) -> None:
+        """Values best read at scrape time rather than on every update."""
+        for name in self.config.tables:
+            progress = self.ingestor.progress[name]
+            self.metrics.table_rows.labels(name).set(self.host.size(name))
+            self.metrics.table_ready.labels(name).set(1 if progress.ready else 0)
+            for (topic, partition), lag in progress.lag().items():
+                self.metrics.consumer_lag.labels(name, topic, str(partition)).set(lag)

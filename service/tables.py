@@ -1,0 +1,77 @@
+"""The Perspective tables livetables hosts, created from the config.
+
+One ``perspective.Server`` holds every table; websocket sessions are opened on
+the same server, so a remote client opens a table by its config name. Batches
+arrive here already decoded and folded: each is applied with at most one
+``update()`` and one ``remove()``, never one call per record.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import perspective
+import pyarrow as pa
+
+from connectors.base import DecodedBatch
+from service.config import LivetablesConfig, TableConfig
+
+log = logging.getLogger(__name__)
+
+# Rolling-window tables slow down superlinearly with the batch size once full,
+# so their updates are applied in slices of at most this many rows.
+LIMIT_TABLE_SLICE = 4096
+
+
+class TableHost:
+    """Owns the perspective Server, its local client and the hosted tables."""
+
+    def __init__(self, config: LivetablesConfig) -> None:
+        self.config = config
+        self.server = perspective.Server()
+        self.client = self.server.new_local_client()
+        self.tables: dict[str, perspective.Table] = {}
+        for name, table in config.tables.items():
+            self.tables[name] = self._create(name, table)
+
+    def _create(self, name: str, table: TableConfig) -> perspective.Table:
+        options: dict[str, object] = {"name": name}
+        if table.index is not None:
+            options["index"] = table.index
+        if table.limit is not None:
+            options["limit"] = table.limit
+        log.info("hosting table %s (%s)", name, ", ".join(f"{k}={v}" for k, v in options.items()))
+        return self.client.table(dict(table.schema_), **options)
+
+    def apply(self, name: str, batch: DecodedBatch) -> None:
+        """Apply one decoded batch: its rows, then its removals (their keys are disjoint)."""
+        table = self.tables[name]
+        if batch.rows is not None and batch.rows.num_rows:
+            self._update(name, table, batch.rows)
+        if batch.removals is not None and len(batch.removals):
+            table.remove(batch.removals.to_pylist())
+
+    def _update(self, name: str, table: perspective.Table, rows: pa.Table) -> None:
+        limit = self.config.tables[name].limit
+        if limit is None or rows.num_rows <= LIMIT_TABLE_SLICE:
+            table.update(rows)
+            return
+        if rows.num_rows > limit:
+            rows = rows.slice(rows.num_rows - limit)
+        for start in range(0, rows.num_rows, LIMIT_TABLE_SLICE):
+            table.update(rows.slice(start, LIMIT_TABLE_SLICE))
+
+    def size(self, name: str) -> int:
+        return self.tables[name].size()
+
+    def schema(self, name: str) -> dict[str, str]:
+        return dict(self.config.tables[name].schema_)
+
+    def close(self) -> None:
+        """Delete the tables so the engine frees them (views are closed with their sessions)."""
+        for name, table in list(self.tables.items()):
+            try:
+                table.delete()
+            except perspective.PerspectiveError as exc:
+                log.debug("table %s not deleted at close: %s", name, exc)
+        self.tables.clear()

@@ -1,0 +1,1 @@
+"""The HTTP side: one Tornado port for the websocket, pages, API, metrics and health."""
