@@ -137,6 +137,8 @@ class JsonDecoder(Decoder):
 
     def _decode_range(self, values, locate, start, stop, pieces, positions, errors) -> None:
         """Decode values[start:stop]; on failure split until bad records stand alone."""
+        if start >= stop:
+            return
         try:
             struct, rows = self._decode_segment(values[start:stop])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, UnicodeDecodeError):

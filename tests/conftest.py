@@ -1,0 +1,60 @@
+"""Shared fixtures: a real Kafka broker (KRaft, from Maven jars), and the service in-process.
+
+The broker is started once per test session on free loopback ports; tests
+that stop a broker start one of their own (see ``fresh_kafka``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from service.localkafka import LocalKafka
+from tests.helpers import ServiceThread
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def fresh_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A broker of the test's own, free to be stopped and restarted."""
+    broker = LocalKafka(tmp_path_factory.mktemp("kafka-own"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name unique to the test."""
+    base = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[:60].strip("-")
+    return f"{base}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def run_service() -> Iterator:
+    """Start services in-process; every one started is stopped at the end of the test."""
+    started: list[ServiceThread] = []
+
+    def start(config: dict) -> ServiceThread:
+        service = ServiceThread(config)
+        service.start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
