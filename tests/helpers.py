@@ -20,7 +20,10 @@ T = TypeVar("T")
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.05
+    predicate: Callable[[], T],
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.05,
 ) -> T:
     """Poll until ``predicate()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -40,10 +43,12 @@ def produce(
     timestamp_ms: int | None = None,
 ) -> int:
     """Produce (partition, key, value) records in order and wait until all are acknowledged."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+    )
     failures: list[str] = []
 
-    def delivered(err, _msg) -> None:  # noqa: ANN001
+    def delivered(err, _msg) -> None:
         if err is not None:
             failures.append(str(err))
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 from service.localkafka.broker import free_port
 from tests.helpers import http_get, json_bytes, produce, wait_until
@@ -105,8 +104,11 @@ def test_check_names_a_missing_file(tmp_path):
 def test_env_overrides_the_file(tmp_path):
     path = tmp_path / "good.yaml"
     path.write_text(GOOD.format(bootstrap="localhost:9092", port=8080, topic="t"))
-    env = {**os.environ, "LIVETABLES_KAFKA__BOOTSTRAP_SERVERS": "broker-a:9093",
-           "LIVETABLES_TABLES__TRADES__LIMIT": "77"}
+    env = {
+        **os.environ,
+        "LIVETABLES_KAFKA__BOOTSTRAP_SERVERS": "broker-a:9093",
+        "LIVETABLES_TABLES__TRADES__LIMIT": "77",
+    }
     result = _run(["check", "--config", str(path)], env=env)
     assert result.returncode == 0, result.stderr
     assert "kafka: broker-a:9093" in result.stdout
@@ -115,16 +117,20 @@ def test_env_overrides_the_file(tmp_path):
 
 def test_serve_serves_and_stops_gracefully_on_sigterm(kafka, topic_name, tmp_path):
     kafka.create_topic(topic_name, partitions=1)
-    produce(kafka.bootstrap, topic_name, [(0, b"A", json_bytes({"sym": "A", "bid": 1.0, "ask": 1.1}))])
+    produce(
+        kafka.bootstrap, topic_name, [(0, b"A", json_bytes({"sym": "A", "bid": 1.0, "ask": 1.1}))]
+    )
     port = free_port()
     path = tmp_path / "serve.yaml"
     path.write_text(GOOD.format(bootstrap=kafka.bootstrap, port=port, topic=topic_name))
     process = subprocess.Popen(
-        [*LIVETABLES, "serve", "--config", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*LIVETABLES, "serve", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, what="ready")
-        status, tables = http_get(f"http://127.0.0.1:{port}/api/tables")
+        _status, tables = http_get(f"http://127.0.0.1:{port}/api/tables")
         assert {t["name"]: t["rows"] for t in tables}["quotes"] == 1
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
@@ -143,6 +149,7 @@ def test_demo_with_an_existing_kafka_serves_live_demo_tables(kafka):
         stderr=subprocess.STDOUT,
     )
     try:
+
         def rows() -> dict[str, int] | None:
             status, tables = http_get(f"http://127.0.0.1:{port}/api/tables")
             if status != 200:

@@ -47,9 +47,7 @@ def test_indexed_table_equals_the_fold_of_a_random_stream(kafka, topic_name, run
     )
     wait_until(lambda: service.size("t") == len(expected), what=f"{len(expected)} rows")
     columns = service.columns("t")
-    got = {
-        columns["id"][i]: {c: columns[c][i] for c in SCHEMA} for i in range(len(columns["id"]))
-    }
+    got = {columns["id"][i]: {c: columns[c][i] for c in SCHEMA} for i in range(len(columns["id"]))}
     assert got == expected
     removed = service.metric("livetables_rows_applied_total", table="t", op="remove")
     assert removed > 0
@@ -88,7 +86,10 @@ def test_limit_table_holds_exactly_limit_rows(kafka, topic_name, run_service):
     produce(
         kafka.bootstrap,
         topic_name,
-        ((0, None, json_bytes({"id": str(i), "sym": "S", "px": 1.0, "qty": i})) for i in range(12345)),
+        (
+            (0, None, json_bytes({"id": str(i), "sym": "S", "px": 1.0, "qty": i}))
+            for i in range(12345)
+        ),
     )
     service = run_service(
         _config(kafka, {"t": {"topic": topic_name, "schema": SCHEMA, "limit": 1000}})
@@ -153,7 +154,10 @@ def test_several_tables_read_one_topic(kafka, topic_name, run_service):
     produce(
         kafka.bootstrap,
         topic_name,
-        ((i % 2, None, json_bytes({"id": f"i{i % 50}", "sym": "S", "px": 1.0, "qty": i})) for i in range(500)),
+        (
+            (i % 2, None, json_bytes({"id": f"i{i % 50}", "sym": "S", "px": 1.0, "qty": i}))
+            for i in range(500)
+        ),
     )
     service = run_service(
         _config(
@@ -174,7 +178,10 @@ def test_api_tables_and_metrics_describe_the_tables(kafka, topic_name, run_servi
     produce(
         kafka.bootstrap,
         topic_name,
-        ((0, None, json_bytes({"id": str(i), "sym": "S", "px": 1.0, "qty": i})) for i in range(100)),
+        (
+            (0, None, json_bytes({"id": str(i), "sym": "S", "px": 1.0, "qty": i}))
+            for i in range(100)
+        ),
     )
     service = run_service(_config(kafka, {"t": {"topic": topic_name, "schema": SCHEMA}}))
     wait_until(service.ready, what="catch-up")

@@ -34,7 +34,11 @@ def test_broker_stopped_mid_stream_and_restarted_loses_and_duplicates_nothing(
 
     # Records produced while the broker is down wait in the producer and go out on restart.
     producer = Producer(
-        {"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True, "message.timeout.ms": 120000}
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "enable.idempotence": True,
+            "message.timeout.ms": 120000,
+        }
     )
     kafka.stop()
     wait_until(

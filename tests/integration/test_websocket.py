@@ -33,7 +33,14 @@ def test_remote_client_reads_table_contents_and_updates(kafka, topic_name, run_s
     produce(
         kafka.bootstrap,
         topic_name,
-        ((i % 2, f"k{i}".encode(), json_bytes({"id": f"k{i}", "sym": "S", "px": i / 2, "qty": i})) for i in range(200)),
+        (
+            (
+                i % 2,
+                f"k{i}".encode(),
+                json_bytes({"id": f"k{i}", "sym": "S", "px": i / 2, "qty": i}),
+            )
+            for i in range(200)
+        ),
     )
     service = run_service(
         {

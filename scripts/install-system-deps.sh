@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages livetables' demo and tests need, when missing:
+# Java 17+ and Maven (the local Kafka broker's jars are fetched with Maven).
+# Safe to run again: it only installs what is not already there.
+set -euo pipefail
+
+need=()
+if ! command -v java >/dev/null 2>&1; then need+=(openjdk-17-jre-headless); fi
+if ! command -v mvn >/dev/null 2>&1; then need+=(maven); fi
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "livetables: installing system packages: ${need[*]}" >&2
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "livetables: please install ${need[*]} with your package manager" >&2
+  exit 1
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
