@@ -31,8 +31,12 @@ class TableHost:
         self.server = perspective.Server()
         self.client = self.server.new_local_client()
         self.tables: dict[str, perspective.Table] = {}
+        # Row counts as of the last applied batch, read by the web handlers so that
+        # an HTTP request never waits on the engine while an update runs.
+        self.row_counts: dict[str, int] = {}
         for name, table in config.tables.items():
             self.tables[name] = self._create(name, table)
+            self.row_counts[name] = 0
 
     def _create(self, name: str, table: TableConfig) -> perspective.Table:
         options: dict[str, object] = {"name": name}
@@ -50,6 +54,7 @@ class TableHost:
             self._update(name, table, batch.rows)
         if batch.removals is not None and len(batch.removals):
             table.remove(batch.removals.to_pylist())
+        self.row_counts[name] = table.size()
 
     def _update(self, name: str, table: perspective.Table, rows: pa.Table) -> None:
         limit = self.config.tables[name].limit
@@ -62,7 +67,8 @@ class TableHost:
             table.update(rows.slice(start, LIMIT_TABLE_SLICE))
 
     def size(self, name: str) -> int:
-        return self.tables[name].size()
+        """Rows in the table after the last applied batch."""
+        return self.row_counts[name]
 
     def schema(self, name: str) -> dict[str, str]:
         return dict(self.config.tables[name].schema_)

@@ -85,7 +85,7 @@ def http_get(url: str) -> tuple[int, Any]:
             status = response.status
     except urllib.error.HTTPError as exc:
         body, status = exc.read(), exc.code
-    except (urllib.error.URLError, ConnectionError):
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
         return 0, None  # not listening (yet)
     try:
         return status, json.loads(body)

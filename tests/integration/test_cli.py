@@ -157,7 +157,12 @@ def test_demo_with_an_existing_kafka_serves_live_demo_tables(kafka):
             counts = {t["name"]: t["rows"] for t in tables}
             return counts if all(counts.values()) else None
 
-        counts = wait_until(rows, timeout=60, what="demo tables filling")
+        try:
+            counts = wait_until(rows, timeout=60, what="demo tables filling")
+        except AssertionError:
+            process.send_signal(signal.SIGUSR1)  # thread stacks into the output, for the report
+            process.kill()
+            raise AssertionError(process.communicate(timeout=10)[0].decode()[-6000:]) from None
         assert set(counts) == {"trades", "quotes"}
         first = counts["trades"]
         wait_until(lambda: (rows() or {}).get("trades", 0) > first, what="live trades")
