@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages livetables' demo and tests need, when missing:
-# Java 17+ and Maven (the local Kafka broker's jars are fetched with Maven).
+# Java 17+ and Maven (the local Kafka broker's jars are fetched with Maven), and
+# Prometheus with promtool (the metrics lint and the dashboard's query tests).
 # Safe to run again: it only installs what is not already there.
 set -euo pipefail
 
 need=()
 if ! command -v java >/dev/null 2>&1; then need+=(openjdk-17-jre-headless); fi
 if ! command -v mvn >/dev/null 2>&1; then need+=(maven); fi
+if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

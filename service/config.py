@@ -27,6 +27,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from service.dashboards import viewer_errors
+
 ColumnType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
 """The column types a Perspective table knows."""
 
@@ -74,6 +76,11 @@ class KafkaConfig(Strict):
 class ServerConfig(Strict):
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=0, le=65535)
+    max_client_buffer_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="bytes queued for one websocket client before it is disconnected as too slow",
+    )
 
 
 StartPolicy = Annotated[str, Field(description="earliest | latest | -<duration> (-15m, -2h)")]
@@ -188,14 +195,22 @@ class LivetablesConfig(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _panels_name_tables(self) -> LivetablesConfig:
+    def _panels_fit_their_tables(self) -> LivetablesConfig:
+        errors = []
         for dash_name, dash in self.dashboards.items():
             for i, panel in enumerate(dash.panels):
-                if panel.table not in self.tables:
-                    raise ValueError(
-                        f"dashboards.{dash_name}.panels.{i}.table: unknown table "
-                        f"{panel.table!r}; tables are: {', '.join(sorted(self.tables))}"
+                path = f"dashboards.{dash_name}.panels.{i}"
+                table = self.tables.get(panel.table)
+                if table is None:
+                    errors.append(
+                        f"{path}.table: unknown table {panel.table!r}; "
+                        f"tables are: {', '.join(sorted(self.tables))}"
                     )
+                    continue
+                viewer = panel.viewer.model_dump(exclude_unset=False)
+                errors.extend(viewer_errors(viewer, table.schema_, f"{path}.viewer"))
+        if errors:
+            raise ValueError("\n".join(errors))
         return self
 
 
@@ -214,6 +229,10 @@ def format_validation_error(error: ValidationError) -> list[str]:
             msg = "unknown key (check its spelling)"
         if err["type"] == "missing":
             msg = "required key is missing"
+        if not loc and ": " in msg:
+            # Whole-file checks already name their key paths, one per line.
+            lines.extend(msg.splitlines())
+            continue
         lines.append(f"{_key_path(loc)}: {msg}")
     return lines
 

@@ -20,7 +20,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pyarrow as pa
 
 from connectors.base import DecodedBatch, RawBatch
@@ -29,6 +28,7 @@ from connectors.kafka import KafkaSource, SourceCallbacks, StartPolicy, consumer
 from service.config import LivetablesConfig, lookback
 from service.metrics import Metrics
 from service.progress import Partition, TableProgress
+from service.replication import Replicator
 from service.tables import TableHost
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,17 @@ class _Work:
 class Ingestor:
     """Runs every table's source and the applier until stopped."""
 
-    def __init__(self, config: LivetablesConfig, host: TableHost, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: LivetablesConfig,
+        host: TableHost,
+        metrics: Metrics,
+        replicator: Replicator | None = None,
+    ) -> None:
         self.config = config
         self.host = host
         self.metrics = metrics
+        self.replicator = replicator or Replicator(host)
         self.progress = {name: TableProgress(name) for name in config.tables}
         self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._stop = threading.Event()
@@ -88,8 +95,7 @@ class Ingestor:
         properties = consumer_properties(
             self.config.kafka.bootstrap_servers, dict(self.config.kafka.client), policy, name
         )
-        metrics.table_ready.labels(name).set(0)
-        metrics.table_rows.labels(name).set(0)
+        metrics.init_table(name)
         return KafkaSource(name, table.topic_list, properties, policy, callbacks)
 
     # -- lifecycle --------------------------------------------------------------
@@ -204,7 +210,7 @@ class Ingestor:
         if batch.row_count or batch.removal_count:
             started = time.perf_counter()
             try:
-                self.host.apply(name, batch)
+                self.replicator.applying(name, lambda: self.host.apply(name, batch), batch)
             except Exception:
                 # An update the engine refuses must not stop the table: log and go on.
                 log.exception("table %s: update of %d rows failed", name, batch.row_count)
@@ -216,9 +222,8 @@ class Ingestor:
                     self.metrics.rows_applied.labels(name, "update").inc(batch.row_count)
                 if batch.removal_count:
                     self.metrics.rows_applied.labels(name, "remove").inc(batch.removal_count)
-                if batch.timestamps_ms is not None and len(batch.timestamps_ms):
-                    latencies = applied_at - batch.timestamps_ms.to_numpy() / 1000.0
-                    self.metrics.update_latency.observe_many(np.maximum(latencies, 0.0), name)
+                if batch.timestamps_ms is not None:
+                    self.metrics.observe_latency(name, batch.timestamps_ms, applied_at)
                 self.metrics.table_rows.labels(name).set(self.host.size(name))
         if batch.records:
             self.metrics.batch_rows.labels(name).observe(batch.records)

@@ -19,6 +19,7 @@ from service import __version__
 from service.config import LivetablesConfig
 from service.ingest import Ingestor
 from service.metrics import Metrics
+from service.replication import Replicator
 from service.state import ServiceState
 from service.tables import TableHost
 from service.web.app import make_app
@@ -31,8 +32,9 @@ class Service:
         self.config = config
         self.metrics = Metrics(__version__)
         self.host = TableHost(config)
-        self.ingestor = Ingestor(config, self.host, self.metrics)
-        self.state = ServiceState(config, self.host, self.ingestor, self.metrics)
+        self.replicator = Replicator(self.host)
+        self.ingestor = Ingestor(config, self.host, self.metrics, self.replicator)
+        self.state = ServiceState(config, self.host, self.ingestor, self.metrics, self.replicator)
         self.sessions: set[Any] = set()
         self._http: HTTPServer | None = None
         self.port: int | None = None

@@ -8,6 +8,7 @@ from typing import Any
 from service.config import LivetablesConfig
 from service.ingest import Ingestor
 from service.metrics import Metrics
+from service.replication import Replicator
 from service.tables import TableHost
 
 
@@ -17,6 +18,7 @@ class ServiceState:
     host: TableHost
     ingestor: Ingestor
     metrics: Metrics
+    replicator: Replicator
 
     def tables_summary(self) -> list[dict[str, Any]]:
         out = []

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tornado.web import Application, RequestHandler
+from tornado.web import Application, RequestHandler, StaticFileHandler
 
 from service.state import ServiceState
 from service.web.api import Healthz, MetricsEndpoint, Readyz, TablesApi
-from service.web.pages import IndexPage
-from service.web.websocket import PerspectiveWebSocket
+from service.web.assets import STATIC_DIR, TEMPLATE_DIR, perspective_assets_dir
+from service.web.pages import DashboardPage, IndexPage, TablePage
+from service.web.websocket import PerspectiveWebSocket, ReplicateWebSocket
+
+log = logging.getLogger(__name__)
 
 MAX_WEBSOCKET_MESSAGE = 16 * 1024 * 1024
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
@@ -20,7 +23,7 @@ access_log = logging.getLogger("tornado.access")
 def log_request(handler: RequestHandler) -> None:
     """Access log: probes and scrapes at DEBUG (they come every few seconds), errors at WARNING."""
     status = handler.get_status()
-    quiet = handler.request.path in QUIET_PATHS
+    quiet = handler.request.path in QUIET_PATHS or handler.request.path.startswith("/static/")
     level = logging.DEBUG if quiet else logging.WARNING if status >= 500 else logging.INFO
     access_log.log(
         level,
@@ -31,21 +34,47 @@ def log_request(handler: RequestHandler) -> None:
     )
 
 
+class AssetHandler(StaticFileHandler):
+    """Versioned npm files: cacheable for a day (the version is pinned in package.json)."""
+
+    def set_extra_headers(self, path: str) -> None:
+        self.set_header("Cache-Control", "public, max-age=86400")
+
+
 def make_app(state: ServiceState, sessions: set[Any]) -> Application:
+    assets = perspective_assets_dir()
+    if assets is None:
+        from service.web.assets import MISSING_ASSETS_HELP
+
+        log.warning("pages disabled: %s", MISSING_ASSETS_HELP)
+    pages = {"state": state, "assets_ok": assets is not None}
     common = {"state": state}
+    socket_options = {
+        "metrics": state.metrics,
+        "sessions": sessions,
+        "max_buffer_bytes": state.config.server.max_client_buffer_bytes,
+    }
+    routes: list[Any] = [
+        (r"/", IndexPage, pages),
+        (r"/tables/([^/]+)", TablePage, pages),
+        (r"/dashboards/([^/]+)", DashboardPage, pages),
+        (r"/websocket", PerspectiveWebSocket, {"server": state.host.server, **socket_options}),
+        (
+            r"/replicate/([^/]+)",
+            ReplicateWebSocket,
+            {"replicator": state.replicator, "tables": state.config.tables, **socket_options},
+        ),
+        (r"/api/tables", TablesApi, common),
+        (r"/healthz", Healthz, common),
+        (r"/readyz", Readyz, common),
+        (r"/metrics", MetricsEndpoint, common),
+        (r"/static/livetables/(.*)", StaticFileHandler, {"path": str(STATIC_DIR)}),
+    ]
+    if assets is not None:
+        routes.append((r"/static/perspective/(.*)", AssetHandler, {"path": str(assets)}))
     return Application(
-        [
-            (r"/", IndexPage, common),
-            (
-                r"/websocket",
-                PerspectiveWebSocket,
-                {"server": state.host.server, "metrics": state.metrics, "sessions": sessions},
-            ),
-            (r"/api/tables", TablesApi, common),
-            (r"/healthz", Healthz, common),
-            (r"/readyz", Readyz, common),
-            (r"/metrics", MetricsEndpoint, common),
-        ],
+        routes,
+        template_path=str(TEMPLATE_DIR),
         websocket_max_message_size=MAX_WEBSOCKET_MESSAGE,
         websocket_ping_interval=20,
         websocket_ping_timeout=30,

@@ -1,63 +1,128 @@
-"""HTML pages. ``/`` lists the tables and dashboards with their live state."""
+"""HTML pages: the index, a table's full-page viewer, and the YAML-defined dashboards."""
 
 from __future__ import annotations
 
-from html import escape
+import json
+from typing import Any
 
-from tornado.web import RequestHandler
+from tornado.web import HTTPError, RequestHandler
 
+from service import __version__
 from service.state import ServiceState
 
-_STYLE = """
-body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:70rem;
-  color:#1d232a;padding:0 1rem}
-h1{font-size:1.5rem}table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #e3e6ea}
-th{font-weight:600;color:#55606b}.ok{color:#17803d}.wait{color:#b25e09}.num{text-align:right}
-code{background:#f3f4f6;padding:0 .25rem;border-radius:3px}
-"""
+MODES = {
+    "replicated": "The browser holds a copy of the table and receives every change as it "
+    "is applied: fast to explore, sized by the browser's memory.",
+    "server": "Every query runs on the server's table: for tables too large for a browser.",
+}
 
 
-class IndexPage(RequestHandler):
-    def initialize(self, state: ServiceState) -> None:
+def _script_json(payload: Any) -> str:
+    """JSON safe to place inside a <script> element."""
+    return json.dumps(payload).replace("</", "<\\/")
+
+
+class _Page(RequestHandler):
+    def initialize(self, state: ServiceState, assets_ok: bool) -> None:
         self.state = state
+        self.assets_ok = assets_ok
 
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+
+    def mode(self) -> str:
+        mode = self.get_query_argument("mode", "replicated")
+        if mode not in MODES:
+            raise HTTPError(400, f"mode must be replicated or server, not {mode!r}")
+        return mode
+
+    def require_assets(self) -> None:
+        if not self.assets_ok:
+            from service.web.assets import MISSING_ASSETS_HELP
+
+            raise HTTPError(503, MISSING_ASSETS_HELP)
+
+    def render_mode_page(self, template: str, mode: str, **kwargs: Any) -> None:
+        self.render(
+            template,
+            root="../",
+            mode=mode,
+            other_mode="server" if mode == "replicated" else "replicated",
+            mode_help=MODES[mode],
+            **kwargs,
+        )
+
+
+class IndexPage(_Page):
     def get(self) -> None:
-        rows = []
+        tables = []
         for t in self.state.tables_summary():
-            status = (
-                '<span class="ok">live</span>'
-                if t["ready"]
-                else '<span class="wait">catching up</span>'
-            )
             if not t["kafka_connected"]:
-                status = '<span class="wait">kafka unreachable</span>'
+                status, text = "down", "kafka unreachable"
+            elif t["ready"]:
+                status, text = "live", "live"
+            else:
+                status, text = "wait", "catching up"
             kind = (
                 f"index {t['index']}"
                 if t["index"]
-                else f"limit {t['limit']}"
+                else f"limit {t['limit']:,}"
                 if t["limit"]
                 else "append"
             )
-            rows.append(
-                f'<tr><td><a href="tables/{escape(t["name"])}">{escape(t["name"])}</a></td>'
-                f"<td>{escape(', '.join(t['topics']))}</td><td>{escape(kind)}</td>"
-                f"<td class=num>{t['rows']:,}</td><td class=num>{t['lag']:,}</td>"
-                f"<td>{status}</td></tr>"
-            )
-        dashboards = "".join(
-            f'<li><a href="dashboards/{escape(name)}">{escape(d.title or name)}</a></li>'
-            for name, d in self.state.config.dashboards.items()
+            tables.append({**t, "status": status, "status_text": text, "kind": kind})
+        self.render(
+            "index.html",
+            root="./",
+            page="index",
+            title="Tables and dashboards",
+            tables=tables,
+            dashboards=list(self.state.config.dashboards.items()),
+            version=__version__,
         )
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(
-            "<!doctype html><html><head><meta charset=utf-8><title>livetables</title>"
-            f"<style>{_STYLE}</style></head><body><h1>livetables</h1>"
-            "<h2>Tables</h2><table><tr><th>table</th><th>topics</th><th>kind</th>"
-            "<th class=num>rows</th><th class=num>lag</th><th>status</th></tr>"
-            + "".join(rows)
-            + "</table>"
-            + (f"<h2>Dashboards</h2><ul>{dashboards}</ul>" if dashboards else "")
-            + "<p>Websocket: <code>/websocket</code> · <a href=api/tables>/api/tables</a> · "
-            "<a href=metrics>/metrics</a></p></body></html>"
+
+
+class TablePage(_Page):
+    def get(self, name: str) -> None:
+        table = self.state.config.tables.get(name)
+        if table is None:
+            raise HTTPError(404, f"no table named {name!r}")
+        self.require_assets()
+        mode = self.mode()
+        page = {"mode": mode, "table": name, "viewer": {"plugin": "Datagrid"}}
+        self.render_mode_page(
+            "table.html",
+            mode,
+            page="table",
+            title=name,
+            table=name,
+            editable=table.editable,
+            page_json=_script_json(page),
+        )
+
+
+class DashboardPage(_Page):
+    def get(self, name: str) -> None:
+        dashboard = self.state.config.dashboards.get(name)
+        if dashboard is None:
+            raise HTTPError(404, f"no dashboard named {name!r}")
+        self.require_assets()
+        mode = self.mode()
+        panels = [
+            {
+                "table": panel.table,
+                "title": panel.title or panel.table,
+                "viewer": panel.viewer.model_dump(),
+                "editable": self.state.config.tables[panel.table].editable,
+            }
+            for panel in dashboard.panels
+        ]
+        self.render_mode_page(
+            "dashboard.html",
+            mode,
+            page="dashboard",
+            title=dashboard.title or name,
+            panels=panels,
+            page_json=_script_json({"mode": mode, "panels": panels}),
         )
