@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup system-deps kafka-jars demo test unit lint format clean
+.PHONY: setup system-deps test-deps kafka-jars demo test unit lint format grafana clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed node_modules/.package-lock.json
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+# The Perspective browser packages, pinned in package-lock.json to the perspective-python version.
+node_modules/.package-lock.json: package.json package-lock.json | system-deps
+	npm ci --no-audit --no-fund --loglevel=error
+
 system-deps:
 	bash scripts/install-system-deps.sh
+
+test-deps:
+	bash scripts/install-system-deps.sh --test
 
 kafka-jars: setup system-deps
 	$(BIN)/python -c "from service.localkafka import ensure_jars; print(ensure_jars())"
@@ -26,7 +33,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup system-deps kafka-jars lint
+test: setup system-deps test-deps kafka-jars lint
+	$(BIN)/python grafana/generate.py --check
 	$(BIN)/pytest -ra
 
 unit: setup
@@ -36,5 +44,8 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+grafana: setup
+	$(BIN)/python grafana/generate.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache *.egg-info test-output

@@ -417,8 +417,7 @@ def kafka() -> tuple[str, list[dict[str, Any]]]:
                 "short",
                 targets(
                     (
-                        "max by (table, topic, partition) "
-                        f"(livetables_consumer_lag_messages{T})",
+                        f"max by (table, topic, partition) (livetables_consumer_lag_messages{T})",
                         "{{table}}: {{topic}}/{{partition}}",
                     )
                 ),
@@ -456,8 +455,7 @@ def tables() -> tuple[str, list[dict[str, Any]]]:
             ),
             heatmap(
                 "Update latency distribution",
-                "Records per latency bucket (1 ms to 60 s), all selected tables. "
-                + LATENCY_HELP,
+                "Records per latency bucket (1 ms to 60 s), all selected tables. " + LATENCY_HELP,
                 "s",
                 f"sum by (le) (increase({latency}_bucket{T}[{RATE}]))",
             ),
@@ -537,9 +535,7 @@ def web() -> tuple[str, list[dict[str, Any]]]:
                 "Open websocket sessions per instance: Perspective clients on /websocket and "
                 "browser pages.",
                 "short",
-                targets(
-                    (f"sum by (instance) (livetables_websocket_sessions{P})", "{{instance}}")
-                ),
+                targets((f"sum by (instance) (livetables_websocket_sessions{P})", "{{instance}}")),
                 w=8,
             ),
             timeseries(
@@ -548,8 +544,7 @@ def web() -> tuple[str, list[dict[str, Any]]]:
                 "Bps",
                 targets(
                     (
-                        "sum by (instance) "
-                        f"({rate('livetables_websocket_bytes_sent_total', P)})",
+                        f"sum by (instance) ({rate('livetables_websocket_bytes_sent_total', P)})",
                         "{{instance}}",
                     )
                 ),
@@ -589,8 +584,7 @@ def web() -> tuple[str, list[dict[str, Any]]]:
                 "count:/s",
                 targets(
                     (
-                        "sum by (reason) "
-                        f"({rate('livetables_websocket_disconnects_total', P)})",
+                        f"sum by (reason) ({rate('livetables_websocket_disconnects_total', P)})",
                         "{{reason}}",
                     )
                 ),

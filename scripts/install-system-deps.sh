@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Installs the system packages livetables' demo and tests need, when missing:
-# Java 17+ and Maven (the local Kafka broker's jars are fetched with Maven), and
-# Prometheus with promtool (the metrics lint and the dashboard's query tests).
+# Installs the system packages livetables needs, when missing.
+#   (always)  Java 17+ and Maven: the local Kafka broker's jars are fetched with Maven;
+#             Node.js/npm: the Perspective browser packages are installed with npm.
+#   --test    also Chromium (browser tests) and Prometheus with promtool (the metrics
+#             lint and the dashboard's query tests).
 # Safe to run again: it only installs what is not already there.
 set -euo pipefail
 
 need=()
 if ! command -v java >/dev/null 2>&1; then need+=(openjdk-17-jre-headless); fi
 if ! command -v mvn >/dev/null 2>&1; then need+=(maven); fi
-if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi
+if ! command -v npm >/dev/null 2>&1; then need+=(npm); fi
+if [ "${1:-}" = "--test" ]; then
+  if [ ! -x /usr/bin/chromium ]; then need+=(chromium); fi
+  if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

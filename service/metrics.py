@@ -89,6 +89,7 @@ BATCH_BUCKETS = (
     100000,
 )
 
+
 class BulkHistogram(Collector):
     """A labelled histogram that accepts a whole array of observations at once."""
 

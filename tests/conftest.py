@@ -49,8 +49,8 @@ def run_service() -> Iterator:
     """Start services in-process; every one started is stopped at the end of the test."""
     started: list[ServiceThread] = []
 
-    def start(config: dict) -> ServiceThread:
-        service = ServiceThread(config)
+    def start(config: dict, port: int = 0) -> ServiceThread:
+        service = ServiceThread(config, port)
         service.start()
         started.append(service)
         return service

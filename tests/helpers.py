@@ -96,16 +96,18 @@ def http_get(url: str) -> tuple[int, Any]:
 class ServiceThread:
     """The real service on a loopback port, run on an event loop of its own thread."""
 
-    def __init__(self, config: dict) -> None:
-        config = {"server": {"host": "127.0.0.1", "port": 0}, **config}
+    def __init__(self, config: dict, port: int = 0) -> None:
+        config = {"server": {"host": "127.0.0.1", "port": port}, **config}
         self.config = parse_config(config, "<test config>")
+        self.port = port
         self.service = Service(self.config)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> None:
         self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.service.start("127.0.0.1", 0), self.loop).result(30)
+        started = self.service.start("127.0.0.1", self.port)
+        asyncio.run_coroutine_threadsafe(started, self.loop).result(30)
 
     def stop(self) -> None:
         if not self.thread.is_alive():

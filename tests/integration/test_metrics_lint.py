@@ -37,7 +37,9 @@ CONTRACT = {
 
 def promtool() -> str:
     path = shutil.which("promtool")
-    assert path, "promtool not found: run scripts/install-system-deps.sh (Debian package prometheus)"
+    assert path, (
+        "promtool not found: run scripts/install-system-deps.sh (Debian package prometheus)"
+    )
     return path
 
 
@@ -126,7 +128,12 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
     assert service.metric("livetables_update_latency_seconds_count", table="quotes") > 0
 
     def bounds(name: str) -> list[str]:
-        return [s.labels["le"] for s in families[name].samples if s.labels.get("table") == "log"]
+        samples = families[name].samples
+        return [
+            s.labels["le"]
+            for s in samples
+            if s.name.endswith("_bucket") and s.labels["table"] == "log"
+        ]
 
     latency = bounds("livetables_update_latency_seconds")
     assert latency[0] == "0.001" and latency[-2:] == ["60.0", "+Inf"], latency

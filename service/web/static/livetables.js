@@ -66,7 +66,10 @@ async function loadInto(name, table, first) {
   const targets = viewers.filter((v) => v.dataset.table === name);
   await Promise.all(
     targets.map(async (viewer) => {
-      const config = first ? initialConfig.get(viewer) : await viewer.save();
+      const config = first ? { ...initialConfig.get(viewer) } : await viewer.save();
+      // A saved config names the table it was showing; restoring that name would
+      // switch the viewer straight back to the old, disconnected table.
+      delete config.table;
       await viewer.load(table);
       const readonly = viewer.hasAttribute("data-readonly");
       await viewer.restore({ ...config, ...(readonly ? { plugin_config: { ...(config.plugin_config || {}), edit_mode: "READ_ONLY" } } : {}) });
@@ -76,6 +79,7 @@ async function loadInto(name, table, first) {
 
 // ---------------------------------------------------------- replicated ----
 
+const replicas = {};
 let workerPromise = null;
 const worker = () => (workerPromise ??= perspective.worker());
 
@@ -113,6 +117,7 @@ function replicate(name) {
         await loadInto(name, table, first);
         const previous = current;
         current = table;
+        replicas[name] = table;
         first = false;
         attempt = 0;
         setState(name, "live");
@@ -222,4 +227,4 @@ if (PAGE.mode === "server") {
 } else {
   names.forEach(replicate);
 }
-window.livetables = { viewers, names, mode: PAGE.mode };
+window.livetables = { viewers, names, mode: PAGE.mode, replicas };

@@ -1,0 +1,98 @@
+"""Real Chromium (Debian's package) driven by Playwright.
+
+Every page a test opens collects its page errors and failed requests; a test
+fails if there are any. Each test saves screenshots under
+``test-output/screenshots/`` so a person can look at what was rendered.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+
+def chromium_path() -> str:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium") or ""):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise RuntimeError("Chromium is not installed: run scripts/install-system-deps.sh")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class PageProblems:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def watch(self, page: Page) -> None:
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on(
+            "requestfailed",
+            lambda request: (
+                self.errors.append(f"request failed: {request.url} {request.failure}")
+                if "/replicate/" not in request.url and not request.url.endswith("/websocket")
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda response: (
+                self.errors.append(f"HTTP {response.status}: {response.url}")
+                if response.status >= 400
+                else None
+            ),
+        )
+
+
+@pytest.fixture
+def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator:
+    """Open pages that fail the test on any page error or failed request."""
+    problems = PageProblems()
+    pages: list[Page] = []
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+
+    def open_page(url: str) -> Page:
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        problems.watch(page)
+        page.goto(url)
+        pages.append(page)
+        return page
+
+    def screenshot(page: Page, label: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}-{label}.png"
+        page.screenshot(path=str(path))
+        return path
+
+    open_page.screenshot = screenshot  # type: ignore[attr-defined]
+    yield open_page
+    for i, page in enumerate(pages):
+        if not page.is_closed():
+            screenshot(page, f"end-{i}")
+            page.context.close()
+    assert not problems.errors, problems.errors
