@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup system-deps test-deps kafka-jars demo test unit lint format grafana clean
+.PHONY: setup system-deps test-deps kafka-jars demo test unit lint format grafana bench clean
 
 setup: $(VENV)/.installed node_modules/.package-lock.json
 
@@ -23,6 +23,9 @@ system-deps:
 test-deps:
 	bash scripts/install-system-deps.sh --test
 
+helm-tools:
+	bash scripts/install-helm-tools.sh
+
 kafka-jars: setup system-deps
 	$(BIN)/python -c "from service.localkafka import ensure_jars; print(ensure_jars())"
 
@@ -33,7 +36,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup system-deps test-deps kafka-jars lint
+test: setup system-deps test-deps kafka-jars helm-tools lint
 	$(BIN)/python grafana/generate.py --check
 	$(BIN)/pytest -ra
 
@@ -43,6 +46,11 @@ unit: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The benchmark suite (about 15 minutes on 2 cores); writes bench/RESULTS.md.
+bench: setup system-deps kafka-jars
+	bash bench/peers/setup_csp_env.sh
+	$(BIN)/python -m bench
 
 grafana: setup
 	$(BIN)/python grafana/generate.py

@@ -47,6 +47,7 @@ DEFAULT_CLIENT_PROPERTIES: dict[str, str | int | bool] = {
 }
 MAX_BATCH = 10000
 POLL_TIMEOUT_S = 0.1
+LINGER_S = 0.005
 METADATA_REFRESH_S = 30.0
 CONNECTION_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 
@@ -157,7 +158,7 @@ class KafkaSource:
             self._assign_new_partitions(consumer, initial=True)
             next_refresh = time.monotonic() + METADATA_REFRESH_S
             while not self._stop.is_set():
-                messages = consumer.consume(self.max_batch, POLL_TIMEOUT_S)
+                messages = self._next_batch(consumer)
                 if messages:
                     self._handle(messages)
                 if time.monotonic() >= next_refresh:
@@ -165,6 +166,24 @@ class KafkaSource:
                     self._assign_new_partitions(consumer, initial=False)
         finally:
             consumer.close()
+
+    def _next_batch(self, consumer: Consumer) -> list:
+        """What is already fetched, up to max_batch; else wait for the next message only.
+
+        ``consume(n, timeout)`` waits until it has ``n`` messages or the timeout
+        passes, which would add up to the timeout to every record's latency on a
+        quiet topic. Draining without waiting, and otherwise waiting for one
+        message plus a short linger, gives large batches under a backlog and low
+        latency live.
+        """
+        messages = consumer.consume(self.max_batch, 0)
+        if messages:
+            return messages
+        messages = consumer.consume(1, POLL_TIMEOUT_S)
+        if messages:
+            # A few milliseconds for the rest of a burst: fewer, larger updates.
+            messages.extend(consumer.consume(self.max_batch - 1, LINGER_S))
+        return messages
 
     def _handle(self, messages: list) -> None:
         good = [m for m in messages if m.error() is None]
@@ -200,22 +219,32 @@ class KafkaSource:
     # -- partitions and start offsets -------------------------------------------
 
     def _assign_new_partitions(self, consumer: Consumer, initial: bool) -> None:
-        """Assign every partition not yet assigned; on the first call, wait for the topics."""
-        delay = 0.5
+        """Assign every partition not yet assigned; the first time, retry until it works.
+
+        Right after a topic is created, or while a broker is down, metadata and
+        watermark requests fail (unknown leader, not leader, transport errors):
+        the first assignment retries with backoff until the source is stopped;
+        a periodic refresh just tries again next time.
+        """
+        delay = 0.2
         while not self._stop.is_set():
             try:
-                found = self._partitions(consumer)
-                break
+                self._assign_once(consumer, initial)
+                return
             except KafkaException as exc:
-                self._set_connected(False)
                 if not initial:
-                    log.debug("table %s: metadata refresh failed: %s", self.name, exc)
+                    log.debug("table %s: partition refresh failed: %s", self.name, exc)
                     return
-                log.warning("table %s: cannot read topic metadata (%s); retrying", self.name, exc)
+                log.warning("table %s: cannot assign partitions yet (%s); retrying", self.name, exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)
-        else:
-            return
+
+    def _assign_once(self, consumer: Consumer, initial: bool) -> None:
+        try:
+            found = self._partitions(consumer)
+        except KafkaException:
+            self._set_connected(False)
+            raise
         new = sorted(set(found) - self._assigned)
         if not new:
             if initial:

@@ -1,0 +1,1 @@
+"""The livetables benchmark suite: ``python -m bench`` (or ``make bench``)."""
