@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup system-deps test-deps kafka-jars demo test unit lint format grafana bench clean
+.PHONY: setup system-deps test-deps helm-tools kafka-jars demo test unit lint format grafana bench clean
 
 setup: $(VENV)/.installed node_modules/.package-lock.json
 

@@ -21,12 +21,21 @@ if ! command -v go >/dev/null 2>&1; then
         fi
     done
 fi
+if ! command -v go >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    # Debian's Go; a module that needs a newer one fetches that toolchain from the Go proxy.
+    echo "install-helm-tools: installing Go (golang-go)" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+fi
 if ! command -v go >/dev/null 2>&1; then
-    echo "install-helm-tools: Go is needed to build helm and kubeconform (apt-get install golang-go)" >&2
+    echo "install-helm-tools: Go is needed to build helm and kubeconform: install it first" >&2
     exit 1
 fi
 
-# The module version a Go binary was built from (`go version -m`), or nothing if absent.
+# The module version a Go binary was built from, or nothing if absent (binaries built with
+# `go install` report no release version of their own, so it is read with `go version -m`).
 built_version() {
     local binary="$1" module="$2"
     [ -x "$binary" ] || return 0
@@ -51,5 +60,5 @@ else
     install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
 fi
 
-"$BIN/helm" version --short
-echo "kubeconform $(built_version "$BIN/kubeconform" github.com/yannh/kubeconform)"
+echo "install-helm-tools: $BIN: helm $(built_version "$BIN/helm" helm.sh/helm/v3)," \
+    "kubeconform $(built_version "$BIN/kubeconform" github.com/yannh/kubeconform)"
