@@ -34,8 +34,10 @@ def chromium_path() -> str:
     raise RuntimeError("Chromium is not installed: run scripts/install-system-deps.sh")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package scope: Playwright's sync API keeps an event loop marked running in this
+    # thread while it is open, which would break asyncio.run() in later test packages.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
