@@ -9,10 +9,8 @@ as absolute figures and as a ratio. Results go to stdout and to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ import pyarrow as pa
 
 from bench import baselines
 from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
+from bench.peers import CSP_PYTHON, run_csp_ingest
 from bench.records import SCHEMA, produce, value
 from bench.service import ServedLivetables
 from connectors.base import RawBatch
@@ -116,33 +115,11 @@ def run_livetables(kafka: LocalKafka, topic: str, records: int, **table: object)
         return served.ingest_rate("t", records, timeout=600)
 
 
-def run_csp(kafka: LocalKafka, topic: str, records: int) -> dict | str:
-    python = HERE / ".venv-csp" / "bin" / "python"
-    script = HERE / "peers" / "csp_ingest.py"
-    if not python.exists() or not script.exists():
-        return "not set up (bench/peers/setup_csp_env.sh)"
-    result = subprocess.run(
-        [
-            str(python),
-            str(script),
-            "--bootstrap",
-            kafka.bootstrap,
-            "--topic",
-            topic,
-            "--records",
-            str(records),
-            "--schema",
-            "json-small",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    if result.returncode != 0 or not lines:
-        return f"failed: {(result.stderr or result.stdout).strip()[-300:]}"
-    outcome = json.loads(lines[-1])
+def run_csp(kafka: LocalKafka, topic: str, records: int, build: bool) -> dict | str:
+    """csp's Kafka adapter feeding a Perspective table, in its own virtualenv."""
+    if not build and not CSP_PYTHON.exists():
+        return "skipped: csp environment not built (make bench builds it)"
+    outcome = run_csp_ingest(kafka.bootstrap, topic, records, timeout=600)
     if "skipped" in outcome:
         return f"skipped: {outcome['skipped']}"
     return {
@@ -186,7 +163,7 @@ def ingest(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
         target_ratio=4,
     )
     progress("scenario 1: csp peer")
-    peer = run_csp(kafka, topic, sizes.batched)
+    peer = run_csp(kafka, topic, sizes.batched, build=sizes is FULL)
     if isinstance(peer, str):
         results.add("1 append: (c) csp Kafka adapter + Perspective", status=peer)
     else:

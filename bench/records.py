@@ -12,6 +12,7 @@ import time
 from confluent_kafka import Producer
 
 SCHEMA = {"i": "integer", "s": "string", "p": "float", "q": "integer", "b": "boolean"}
+KEYS = [str(k).encode() for k in range(4096)]
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "JPM", "XOM", "KO"]
 
 
@@ -43,7 +44,10 @@ def produce(
     for i in range(count):
         while True:
             try:
-                producer.produce(topic, value(i, key_space), partition=i % partitions)
+                # Keyed, as most production topics are (and csp's adapter skips keyless records).
+                producer.produce(
+                    topic, value(i, key_space), KEYS[i % 4096], partition=i % partitions
+                )
                 break
             except BufferError:
                 producer.poll(0.01)
