@@ -122,7 +122,7 @@ class ServedLivetables:
                 counted = records - first_count
                 return {"records": records, "seconds": elapsed, "rate": counted / elapsed}
             self._check_alive()
-            time.sleep(0.005)
+            time.sleep(0.05)  # polling faster would load the process being measured
         raise TimeoutError(f"table {table} not caught up within {timeout}s; see {self.log_path}")
 
     def _check_alive(self) -> None:
