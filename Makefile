@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup system-deps test-deps helm-tools kafka-jars demo test unit lint format grafana bench clean
+.PHONY: setup system-deps test-deps helm-tools kafka-jars registry-jars demo test unit lint format grafana bench clean
 
 setup: $(VENV)/.installed node_modules/.package-lock.json
 
@@ -29,6 +29,10 @@ helm-tools:
 kafka-jars: setup system-deps
 	$(BIN)/python -c "from service.localkafka import ensure_jars; print(ensure_jars())"
 
+# Apicurio Registry for the schema-registry tests, fetched once like the broker's jars.
+registry-jars: setup system-deps
+	$(BIN)/python -c "from service.localregistry import ensure_registry; print(ensure_registry())"
+
 demo: setup system-deps kafka-jars
 	$(BIN)/livetables demo
 
@@ -36,7 +40,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: setup system-deps test-deps kafka-jars helm-tools lint
+test: setup system-deps test-deps kafka-jars registry-jars helm-tools lint
 	$(BIN)/python grafana/generate.py --check
 	$(BIN)/pytest -ra
 

@@ -31,6 +31,7 @@ from service.config import TableConfig
 from service.localkafka import LocalKafka
 
 HERE = Path(__file__).parent
+LOGS = HERE / "out"
 PARTITIONS = 4
 
 
@@ -279,11 +280,13 @@ def latency(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
             tables = {
                 "t": {"topic": topic, "schema": LIVE_SCHEMA, "limit": 100_000, "start": "latest"}
             }
-            with ServedLivetables(kafka.bootstrap, tables) as served:
+            with ServedLivetables(kafka.bootstrap, tables, log_dir=LOGS) as served:
                 served.wait_ready(120)
+                # Clients join first, then the stream starts: every client sees the same
+                # stream, and joining does not compete with it.
                 with (
-                    LiveProducer(kafka.bootstrap, topic, sizes.live_rate),
                     Clients(served.url.replace("http", "ws"), "t", audience, own_view) as clients,
+                    LiveProducer(kafka.bootstrap, topic, sizes.live_rate),
                 ):
                     time.sleep(min(2.0, sizes.latency_seconds))  # warm-up: not measured
                     clients.recording = True

@@ -47,6 +47,8 @@ class ServedLivetables:
             "tables": tables,
         }
         self.config_path.write_text(yaml.safe_dump(config))
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = (log_dir or Path(self.workdir.name)) / f"serve-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0

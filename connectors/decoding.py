@@ -9,7 +9,10 @@ semantics on top, in whole-array operations:
   so upserts and removals keep their Kafka order per key (an update after a
   delete re-creates the row, a delete after an update removes it);
 * an upsert whose index column is missing takes its index from the message key;
-* a rolling-window (``limit``) table only needs the batch's last ``limit`` rows.
+* a rolling-window (``limit``) table only needs the batch's last ``limit`` rows;
+* columns from the message key (``key:``), headers (``headers:``) and Kafka
+  metadata (``metadata:``) are added beside the value's columns; when the
+  index column comes from a decoded key, tombstones remove by that key.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import DecodedBatch, DecodeError, Locator, RawBatch
+from connectors.base import DecodedBatch, DecodeError, DecoderSpec, Locator, RawBatch
 from connectors.decoders import make_decoder
+from connectors.decoders.columns import CAST_ERRORS, TIMESTAMP_MS, coerce
 from connectors.schema import arrow_schema
 from service.config import TableConfig
+from service.formatconfig import SchemaRegistryConfig, extra_columns
 
 
 def _locator(raw: RawBatch, mapping: np.ndarray | None) -> Locator:
@@ -37,12 +42,27 @@ def _locator(raw: RawBatch, mapping: np.ndarray | None) -> Locator:
 class BatchDecoder:
     """Decodes raw batches for one table."""
 
-    def __init__(self, table_name: str, table: TableConfig):
+    def __init__(
+        self, table_name: str, table: TableConfig, registry: SchemaRegistryConfig | None = None
+    ):
         self.table_name = table_name
         self.table = table
         self.schema = arrow_schema(table.schema_)
-        self.values = make_decoder(table, self.schema)
+        extra = extra_columns(table)
+        self.value_schema = pa.schema([f for f in self.schema if f.name not in extra])
+        self.values = make_decoder(
+            DecoderSpec.for_values(table, self.value_schema.names, registry), self.value_schema
+        )
         self.index_type = self.schema.field(table.index).type if table.index else None
+        self.extra = extra
+        key = table.key
+        self.key_columns = key.columns if key is not None else []
+        self.keys = None
+        key_spec = DecoderSpec.for_key(table, registry)
+        if key_spec is not None:
+            key_schema = pa.schema([self.schema.field(c) for c in self.key_columns])
+            self.keys = make_decoder(key_spec, key_schema)
+        self.index_from_key = table.index is not None and table.index in self.key_columns
 
     def decode(self, raw: RawBatch) -> DecodedBatch:
         n = len(raw)
@@ -60,6 +80,13 @@ class BatchDecoder:
             row_positions = present[row_positions]
         timestamps = pa.array(raw.timestamps_ms, pa.int64())
         locate = _locator(raw, None)
+        decoded_keys = None
+        if self.extra:
+            if self.key_columns:
+                decoded_keys = self._decode_keys(raw, errors)
+            rows, row_positions = self._add_extra_columns(
+                raw, rows, row_positions, decoded_keys, errors
+            )
 
         if self.table.index is None:
             errors.extend(
@@ -76,10 +103,145 @@ class BatchDecoder:
                 records=n,
                 timestamps_ms=timestamps,
             )
-        return self._fold_indexed(raw, rows, row_positions, tombstones, errors, timestamps)
+        return self._fold_indexed(
+            raw, rows, row_positions, tombstones, errors, timestamps, decoded_keys
+        )
 
-    def _keys_as_index(self, raw: RawBatch, positions: np.ndarray) -> pa.Array:
+    # -- key, header and metadata columns ------------------------------------------
+
+    def _decode_keys(self, raw: RawBatch, errors: list[DecodeError]):
+        """The key columns of every record: (table of key columns, slot per record).
+
+        ``slot[i]`` is the row of record ``i`` in the table, -1 for a record without
+        a key, -2 for a key that did not decode (counted as ``bad_key``; a tombstone's
+        bad key is counted where tombstones become removals).
+        """
+        n = len(raw)
+        slot = np.full(n, -1, dtype=np.int64)
+        present = np.fromiter((k is not None for k in raw.keys), dtype=bool, count=n)
+        where = np.flatnonzero(present)
+        key_schema = pa.schema([self.schema.field(c) for c in self.key_columns])
+        if not len(where):
+            return key_schema.empty_table(), slot
+        keys = [raw.keys[i] for i in where]
+        if self.keys is None:  # a string key into one column
+            column = self.key_columns[0]
+            as_text = pa.array(keys, pa.binary())
+            try:
+                decoded = coerce(as_text.cast(pa.string()), self.schema.field(column).type)
+                table = pa.Table.from_arrays([decoded], schema=key_schema)
+                slot[where] = np.arange(len(where))
+                return table, slot
+            except CAST_ERRORS:
+                values, good = [], []
+                for j, key in enumerate(keys):
+                    try:
+                        text = pa.array([key], pa.binary()).cast(pa.string())
+                        values.append(coerce(text, self.schema.field(column).type)[0].as_py())
+                        good.append(j)
+                    except (*CAST_ERRORS, UnicodeDecodeError):
+                        slot[where[j]] = -2
+                        if raw.values[where[j]] is not None:
+                            errors.append(
+                                DecodeError(*_locator(raw, None)(int(where[j])), "bad_key", "")
+                            )
+                slot[where[good]] = np.arange(len(good))
+                return pa.Table.from_arrays(
+                    [pa.array(values, key_schema[0].type)], schema=key_schema
+                ), slot
+        table, positions, key_errors = self.keys.decode_values(keys, _locator(raw, where))
+        if key_errors:
+            index = {
+                (p, o): i for i, (p, o) in enumerate(zip(raw.partitions, raw.offsets, strict=True))
+            }
+            key_errors = [
+                e for e in key_errors if raw.values[index[(e.partition, e.offset)]] is not None
+            ]
+        for error in key_errors:
+            errors.append(
+                DecodeError(
+                    error.topic,
+                    error.partition,
+                    error.offset,
+                    "bad_key",
+                    f"{error.reason}: {error.detail}",
+                )
+            )
+        slot[where] = -2
+        slot[where[positions]] = np.arange(len(positions))
+        return table, slot
+
+    def _add_extra_columns(self, raw, rows, row_positions, decoded_keys, errors):
+        """Rows with the key, header and metadata columns, in the table's column order."""
+        columns: dict[str, pa.Array] = {}
+        if decoded_keys is not None:
+            table, slot = decoded_keys
+            slots = slot[row_positions]
+            if (slots == -2).any():  # the key did not decode: the record is a bad one
+                keep = slots != -2
+                rows = rows.filter(pa.array(keep))
+                row_positions, slots = row_positions[keep], slots[keep]
+            take = pa.array(np.where(slots >= 0, slots, 0), mask=slots < 0)
+            for name in self.key_columns:
+                columns[name] = (
+                    table.column(name).take(take)
+                    if table.num_rows
+                    else pa.nulls(len(slots), self.schema.field(name).type)
+                )
+        if self.table.headers:
+            for name, header in self.table.headers.items():
+                columns[name] = self._header_column(raw, row_positions, header, name)
+        if self.table.metadata is not None:
+            take = pa.array(row_positions, pa.int64())
+            for name, item in self.table.metadata.columns().items():
+                if item == "partition":
+                    columns[name] = pa.array(raw.partitions, pa.int64()).take(take)
+                elif item == "offset":
+                    columns[name] = pa.array(raw.offsets, pa.int64()).take(take)
+                elif item == "timestamp":
+                    stamps = pa.array(raw.timestamps_ms, pa.int64()).take(take)
+                    columns[name] = stamps.cast(TIMESTAMP_MS)
+                else:
+                    columns[name] = pa.array([raw.topic] * len(row_positions), pa.string())
+            for name in self.table.metadata.columns():
+                columns[name] = coerce(columns[name], self.schema.field(name).type)
+        arrays = [
+            columns[f.name] if f.name in columns else rows.column(f.name) for f in self.schema
+        ]
+        return pa.Table.from_arrays(arrays, schema=self.schema), row_positions
+
+    def _header_column(self, raw, positions, header: str, column: str) -> pa.Array:
+        """One header's value per row (its last occurrence), as the column's type."""
+        target = self.schema.field(column).type
+        all_headers = raw.headers or [None] * len(raw)
+        values = []
+        for i in positions.tolist():
+            found = None
+            for name, value in all_headers[i] or ():
+                if name == header:
+                    found = value
+            values.append(found)
+        text = pa.array(values, pa.binary())
+        try:
+            return coerce(text.cast(pa.string()), target)
+        except (*CAST_ERRORS, UnicodeDecodeError):
+            out = []
+            for value in values:  # rare: keep what converts, null the rest
+                try:
+                    out.append(coerce(pa.array([value], pa.binary()).cast(pa.string()), target)[0])
+                except (*CAST_ERRORS, UnicodeDecodeError):
+                    out.append(None)
+            return pa.array([v.as_py() if v is not None else None for v in out], target)
+
+    def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys=None) -> pa.Array:
         """The message keys at ``positions`` as index values (null where unusable)."""
+        if self.index_from_key and decoded_keys is not None:
+            table, slot = decoded_keys
+            slots = slot[positions]
+            if not table.num_rows:
+                return pa.nulls(len(positions), self.index_type)
+            take = pa.array(np.where(slots >= 0, slots, 0), mask=slots < 0)
+            return table.column(self.table.index).take(take).combine_chunks()
         keys = pa.array([raw.keys[i] for i in positions], pa.binary())
         try:
             return pc.cast(pc.cast(keys, pa.string()), self.index_type)
@@ -103,6 +265,7 @@ class BatchDecoder:
         tombstones: np.ndarray,
         errors: list[DecodeError],
         timestamps: pa.Array,
+        decoded_keys=None,
     ) -> DecodedBatch:
         index = self.table.index
         assert index is not None
@@ -110,7 +273,9 @@ class BatchDecoder:
         # Upserts: the index column, or the message key where the record has none.
         index_values = rows.column(index).combine_chunks()
         if index_values.null_count:
-            index_values = pc.coalesce(index_values, self._keys_as_index(raw, row_positions))
+            index_values = pc.coalesce(
+                index_values, self._keys_as_index(raw, row_positions, decoded_keys)
+            )
             missing = pc.is_null(index_values)
             if index_values.null_count:
                 errors.extend(
@@ -131,7 +296,7 @@ class BatchDecoder:
         removal_keys = pa.array([], self.index_type)
         removal_positions = tombstones
         if len(tombstones):
-            removal_keys = self._keys_as_index(raw, tombstones)
+            removal_keys = self._keys_as_index(raw, tombstones, decoded_keys)
             if removal_keys.null_count:
                 valid = pc.is_valid(removal_keys)
                 errors.extend(
@@ -146,21 +311,26 @@ class BatchDecoder:
                 removal_positions = tombstones[valid.to_numpy(zero_copy_only=False)]
 
         # The last operation per key wins; earlier ones in the batch are folded away.
+        # Operations are ranked by record position, then by row within a record (one
+        # message of some formats holds several rows).
         upserts = rows.num_rows
         operations = upserts + len(removal_positions)
         if operations == 0:
             return DecodedBatch(
                 rows=None, errors=errors, records=len(raw), timestamps_ms=timestamps
             )
+        positions = np.concatenate([row_positions, removal_positions]).astype(np.int64)
+        order = np.lexsort((np.arange(operations), positions))
+        rank = np.empty(operations, dtype=np.int64)
+        rank[order] = np.arange(operations)
         ops = pa.table(
             {
                 "key": pa.concat_arrays([index_values.cast(self.index_type), removal_keys]),
-                "position": np.concatenate([row_positions, removal_positions]).astype(np.int64),
+                "rank": rank,
             }
         )
-        last = ops.group_by("key", use_threads=False).aggregate([("position", "max")])
-        winners = pc.index_in(last.column("position_max"), ops.column("position"))
-        winners = np.sort(winners.to_numpy())
+        last = ops.group_by("key", use_threads=False).aggregate([("rank", "max")])
+        winners = np.sort(order[last.column("rank_max").to_numpy()])
         upsert_ops = winners[winners < upserts]
         removal_ops = winners[winners >= upserts] - upserts
         return DecodedBatch(

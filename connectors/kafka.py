@@ -28,6 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from connectors.base import RawBatch
+from connectors.kafkalog import LibrdkafkaLog
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +114,19 @@ class KafkaSource:
         policy: StartPolicy,
         callbacks: SourceCallbacks,
         max_batch: int = MAX_BATCH,
+        headers: bool = False,
     ) -> None:
         self.name = name
         self.topics = list(topics)
         self.policy = policy
         self.callbacks = callbacks
         self.max_batch = max_batch
+        self.headers = headers  # carry record headers: only for tables with header columns
         self._properties = dict(properties)
         self._properties["stats_cb"] = self._on_stats
         self._properties["error_cb"] = self._on_error
+        # librdkafka's log (offset resets among it) into ours, with the table's name.
+        self._properties["logger"] = LibrdkafkaLog(name, policy.reset)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run_guarded, name=f"kafka-{name}", daemon=True)
         self._assigned: set[Partition] = set()
@@ -210,11 +215,11 @@ class KafkaSource:
 
     def _raw_batches(self, messages: list) -> list[RawBatch]:
         if len(self.topics) == 1:
-            return [_raw_batch(self.topics[0], messages)]
+            return [_raw_batch(self.topics[0], messages, self.headers)]
         by_topic: dict[str, list] = {}
         for m in messages:
             by_topic.setdefault(m.topic(), []).append(m)
-        return [_raw_batch(topic, ms) for topic, ms in by_topic.items()]
+        return [_raw_batch(topic, ms, self.headers) for topic, ms in by_topic.items()]
 
     # -- partitions and start offsets -------------------------------------------
 
@@ -342,7 +347,7 @@ class KafkaSource:
             self.callbacks.on_connected(connected)
 
 
-def _raw_batch(topic: str, messages: list) -> RawBatch:
+def _raw_batch(topic: str, messages: list, headers: bool = False) -> RawBatch:
     """Columns of a batch: one list per field, the only per-record Python on the path."""
     return RawBatch(
         topic=topic,
@@ -351,6 +356,7 @@ def _raw_batch(topic: str, messages: list) -> RawBatch:
         timestamps_ms=[m.timestamp()[1] for m in messages],
         partitions=[m.partition() for m in messages],
         offsets=[m.offset() for m in messages],
+        headers=[m.headers() for m in messages] if headers else None,
     )
 
 

@@ -67,21 +67,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(path: str) -> int:
+    from connectors.derive import resolve_schemas
+
     try:
         config = load_config(path)
+        # Columns derived from record schemas: shown when the registry can be reached.
+        config, notes = resolve_schemas(config, path, reachable_only=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID_CONFIG
     print(f"{path}: OK")
     print(summary(config))
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 
 def _serve(path: str, host: str | None, port: int | None) -> int:
+    from connectors.derive import resolve_schemas
     from service.runtime import Service, serve_until_signalled
 
     try:
-        config = load_config(path)
+        config, _ = resolve_schemas(load_config(path), path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID_CONFIG

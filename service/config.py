@@ -25,14 +25,25 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from service.dashboards import viewer_errors
+from service.formatconfig import (
+    KNOWN_FORMATS,
+    SCHEMA_FORMATS,
+    FormatOptions,
+    KeyConfig,
+    MetadataConfig,
+    SchemaRegistryConfig,
+    add_extra_columns,
+    table_problems,
+)
+from service.security.settings import AuthConfig
 
 ColumnType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
 """The column types a Perspective table knows."""
 
-KNOWN_FORMATS = ("json",)
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 LOOKBACK = re.compile(r"^-(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -59,6 +70,7 @@ class KafkaConfig(Strict):
         default_factory=dict,
         description="librdkafka properties passed verbatim (security.protocol, sasl.*, ssl.*)",
     )
+    schema_registry: SchemaRegistryConfig | None = None
 
     @field_validator("client")
     @classmethod
@@ -81,6 +93,28 @@ class ServerConfig(Strict):
         ge=64 * 1024,
         description="bytes queued for one websocket client before it is disconnected as too slow",
     )
+    # Websocket limits (see service/security/guard.py) and keepalive.
+    max_request_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest request a websocket client may send"
+    )
+    max_views_per_session: int = Field(100, ge=1, description="live views per websocket")
+    max_rejected_requests: int = Field(
+        100, ge=1, description="refused requests after which a websocket session is closed"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to open websockets besides the server's own ('*': any)",
+    )
+    websocket_ping_interval_seconds: float = Field(20.0, gt=0)
+    websocket_ping_timeout_seconds: float = Field(20.0, gt=0)
+
+    @field_validator("websocket_ping_timeout_seconds")
+    @classmethod
+    def _timeout_within_interval(cls, value: float, info: Any) -> float:
+        interval = info.data.get("websocket_ping_interval_seconds")
+        if interval is not None and value > interval:
+            raise ValueError("must not be longer than websocket_ping_interval_seconds")
+        return value
 
 
 StartPolicy = Annotated[str, Field(description="earliest | latest | -<duration> (-15m, -2h)")]
@@ -98,11 +132,30 @@ class TableConfig(Strict):
     topic: str | None = None
     topics: list[str] | None = None
     format: str = "json"
-    schema_: dict[str, ColumnType] = Field(alias="schema", min_length=1)
+    # Optional for avro and protobuf: then derived from the record schema at start-up.
+    schema_: dict[str, ColumnType] | None = Field(
+        None, alias="schema", min_length=1, validate_default=True
+    )
     index: str | None = None
     limit: int | None = Field(None, gt=0)
     start: StartPolicy = "earliest"
     editable: bool = False
+    dead_letter_topic: str | None = None
+    max_record_bytes: int = Field(1024 * 1024, gt=0)
+    format_options: FormatOptions = Field(default_factory=FormatOptions)
+    fields: dict[str, str] = Field(default_factory=dict, description="column: path.in.record")
+    key: KeyConfig | None = None
+    headers: dict[str, str] = Field(default_factory=dict, description="column: header name")
+    metadata: MetadataConfig | None = None
+
+    _with_extra_columns = model_validator(mode="before")(add_extra_columns)
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_required(cls, value: dict | None, info: Any) -> dict | None:
+        if value is None and info.data.get("format") not in SCHEMA_FORMATS:
+            raise PydanticCustomError("missing", "Field required")
+        return value
 
     @field_validator("format")
     @classmethod
@@ -128,8 +181,11 @@ class TableConfig(Strict):
             raise ValueError("topics must list at least one topic")
         if self.index is not None and self.limit is not None:
             raise ValueError("index and limit cannot be combined (Perspective does not support it)")
-        if self.index is not None and self.index not in self.schema_:
+        if self.index is not None and self.schema_ is not None and self.index not in self.schema_:
             raise ValueError(f"index {self.index!r} is not a column of the schema")
+        problems = table_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -170,6 +226,7 @@ class LivetablesConfig(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     tables: dict[str, TableConfig] = Field(min_length=1)
     dashboards: dict[str, DashboardConfig] = Field(default_factory=dict)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -195,8 +252,29 @@ class LivetablesConfig(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _access_rules_name_tables(self) -> LivetablesConfig:
+        unknown = sorted(set(self.auth.table_access) - set(self.tables))
+        if unknown:
+            raise ValueError(
+                "\n".join(f"auth.table_access.{name}: unknown table {name!r}" for name in unknown)
+            )
+        return self
+
+    @model_validator(mode="after")
     def _panels_fit_their_tables(self) -> LivetablesConfig:
-        errors = []
+        errors = [
+            f"tables.{name}.format: {table.format} without a schema in format_options "
+            "is read through a schema registry: set kafka.schema_registry"
+            for name, table in self.tables.items()
+            if self.kafka.schema_registry is None
+            and (
+                table.format_options.uses_registry(table.format)
+                or (
+                    table.key is not None
+                    and table.key.format_options.uses_registry(table.key.format)
+                )
+            )
+        ]
         for dash_name, dash in self.dashboards.items():
             for i, panel in enumerate(dash.panels):
                 path = f"dashboards.{dash_name}.panels.{i}"
@@ -207,6 +285,8 @@ class LivetablesConfig(BaseSettings):
                         f"tables are: {', '.join(sorted(self.tables))}"
                     )
                     continue
+                if table.schema_ is None:
+                    continue  # derived at start-up, checked then
                 viewer = panel.viewer.model_dump(exclude_unset=False)
                 errors.extend(viewer_errors(viewer, table.schema_, f"{path}.viewer"))
         if errors:
@@ -269,6 +349,8 @@ def load_config(path: str | os.PathLike[str]) -> LivetablesConfig:
 def summary(config: LivetablesConfig) -> str:
     """A human summary for ``livetables check``."""
     lines = [f"kafka: {config.kafka.bootstrap_servers}"]
+    if config.kafka.schema_registry is not None:
+        lines.append(f"schema registry: {config.kafka.schema_registry.url}")
     lines.append(f"server: {config.server.host}:{config.server.port}")
     lines.append(f"tables: {len(config.tables)}")
     for name, table in config.tables.items():
@@ -279,7 +361,11 @@ def summary(config: LivetablesConfig) -> str:
             if table.limit
             else "append"
         )
-        cols = ", ".join(f"{c}: {t}" for c, t in table.schema_.items())
+        cols = (
+            ", ".join(f"{c}: {t}" for c, t in table.schema_.items())
+            if table.schema_ is not None
+            else "derived from the record schema at start-up"
+        )
         lines.append(
             f"  {name}: {table.format} from {', '.join(table.topic_list)}, {kind}, "
             f"start {table.start}; columns {cols}"

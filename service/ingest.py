@@ -26,6 +26,7 @@ from connectors.base import DecodedBatch, RawBatch
 from connectors.decoding import BatchDecoder
 from connectors.kafka import KafkaSource, SourceCallbacks, StartPolicy, consumer_properties
 from service.config import LivetablesConfig, lookback
+from service.faults import RecordFaults
 from service.metrics import Metrics
 from service.progress import Partition, TableProgress
 from service.replication import Replicator
@@ -66,17 +67,19 @@ class Ingestor:
         self._applier_failure: BaseException | None = None
         self._error_log_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        self.faults = RecordFaults(config, metrics)
         self.sources = [self._make_source(name) for name in config.tables]
 
     def _make_source(self, name: str) -> KafkaSource:
         table = self.config.tables[name]
         policy = StartPolicy.parse(table.start, lookback(table.start))
-        decoder = BatchDecoder(name, table)
+        decoder = BatchDecoder(name, table, self.config.kafka.schema_registry)
         progress = self.progress[name]
         metrics = self.metrics
 
         def on_batch(raw: RawBatch, positions: dict[Partition, int]) -> None:
-            batch = decoder.decode(raw) if len(raw) else DecodedBatch(rows=None)
+            # Oversized records cut out, bad ones copied to a dead-letter topic: service/faults.py
+            batch = self.faults.decode(name, decoder, raw) if len(raw) else DecodedBatch(rows=None)
             if len(raw):
                 metrics.records_consumed.labels(name).inc(len(raw))
             self._report_errors(name, batch)
@@ -96,7 +99,9 @@ class Ingestor:
             self.config.kafka.bootstrap_servers, dict(self.config.kafka.client), policy, name
         )
         metrics.init_table(name)
-        return KafkaSource(name, table.topic_list, properties, policy, callbacks)
+        return KafkaSource(
+            name, table.topic_list, properties, policy, callbacks, headers=bool(table.headers)
+        )
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -112,6 +117,7 @@ class Ingestor:
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
         self._applier.join(10)
+        self.faults.close()
 
     @property
     def healthy(self) -> bool:

@@ -243,8 +243,25 @@ class Metrics:
         )
         self.websocket_disconnects = Counter(
             "livetables_websocket_disconnects",
-            "Websocket sessions ended, by reason (client, slow, shutdown).",
+            "Websocket sessions ended, by reason (client, slow, shutdown, rejected, expired).",
             ["reason"],
+            registry=r,
+        )
+        self.websocket_views = Gauge(
+            "livetables_websocket_views",
+            "Live views that websocket clients hold on the hosted tables.",
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "livetables_auth_failures",
+            "Requests refused by authentication or per-table access, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "livetables_dead_letter_records",
+            "Bad records copied to a table's dead-letter topic (outcome: sent, failed).",
+            ["table", "outcome"],
             registry=r,
         )
         # The process itself: resident memory (the tables live in it), CPU, file descriptors.

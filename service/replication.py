@@ -4,13 +4,20 @@ A browser in replicated mode holds a worker table that mirrors a hosted
 table. Perspective's usual way to feed it is a server View per browser, and
 every View is recomputed inside each table update, so the update cost grows
 with the audience. Here the server keeps no view at all: the batches the
-applier applies *are* the deltas. Each applied batch is serialised once
-(Arrow IPC for rows, JSON for removal keys) and the same bytes go to every
-subscribed browser, which applies them to its worker table created with the
-same index/limit.
+applier applies *are* the deltas. They are serialised once (Arrow IPC for
+rows, JSON for removal keys) and the same bytes go to every subscribed
+browser, which applies them to its worker table created with the same
+index/limit.
+
+Batches are paced: applied batches wait in a per-table list and are sent
+together every ``interval`` seconds, consecutive updates merged into one Arrow
+frame. The interval grows with the audience (about ``MESSAGES_PER_SECOND``
+messages in all per table), so a large audience costs a bounded number of
+socket writes, and a small one gets its updates within ~10 ms.
 
 A subscriber gets a snapshot and then every later batch, with nothing missed
-or doubled in between: subscribing and applying take the same lock.
+or doubled in between: subscribing, applying and flushing take the same lock,
+and a new subscriber's snapshot is taken right after a flush.
 """
 
 from __future__ import annotations
@@ -33,10 +40,14 @@ SNAPSHOT = b"S"
 UPDATE = b"U"
 REMOVE = b"R"
 
+MESSAGES_PER_SECOND = 5000
+MIN_INTERVAL_S = 0.01
+MAX_INTERVAL_S = 0.1
+
 
 class Subscriber(Protocol):
     def deliver(self, frames: list[bytes]) -> None:
-        """Queue frames for sending; called from the applier thread, must not block."""
+        """Queue frames for sending; called with the replicator's lock held, must not block."""
 
 
 def arrow_ipc(rows: pa.Table) -> bytes:
@@ -46,6 +57,11 @@ def arrow_ipc(rows: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def pacing_interval(subscribers: int) -> float:
+    """Seconds between broadcasts for an audience of this size."""
+    return min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, subscribers / MESSAGES_PER_SECOND))
+
+
 class Replicator:
     """Broadcasts applied batches to the browsers replicating each table."""
 
@@ -53,10 +69,30 @@ class Replicator:
         self.host = host
         self.lock = threading.Lock()
         self._subscribers: dict[str, set[Subscriber]] = {name: set() for name in host.tables}
+        self._pending: dict[str, list[DecodedBatch]] = {name: [] for name in host.tables}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pace, name="replicator", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _pace(self) -> None:
+        while not self._stop.wait(self.interval()):
+            try:
+                self.flush()
+            except Exception:  # a broadcast problem must not end replication for everyone
+                log.exception("replication flush failed")
 
     def subscribe(self, name: str, subscriber: Subscriber) -> bytes:
         """Register and return the table's snapshot (Arrow IPC) as of registration."""
         with self.lock:
+            # Everyone else gets what is pending first; the snapshot already holds it.
+            self._flush_table(name)
             view = self.host.tables[name].view()
             try:
                 snapshot = view.to_arrow()
@@ -74,23 +110,53 @@ class Replicator:
             return len(self._subscribers[name])
         return sum(len(s) for s in self._subscribers.values())
 
+    def interval(self) -> float:
+        """How long to wait before the next flush, for the largest audience."""
+        largest = max((len(s) for s in self._subscribers.values()), default=0)
+        return pacing_interval(largest)
+
     def applying(self, name: str, apply: Callable[[], None], batch: DecodedBatch) -> None:
-        """Run ``apply`` and broadcast ``batch`` as one step no subscription can split."""
+        """Run ``apply()`` and queue ``batch`` for broadcast, as one step."""
         with self.lock:
             apply()
-            subscribers = self._subscribers.get(name)
-            if not subscribers:
-                return
-            frames = self._frames(batch)
-            for subscriber in list(subscribers):
-                subscriber.deliver(frames)
+            if self._subscribers.get(name):
+                self._pending[name].append(batch)
 
-    @staticmethod
-    def _frames(batch: DecodedBatch) -> list[bytes]:
-        frames = []
+    def flush(self) -> None:
+        """Send every table's pending batches to its subscribers."""
+        with self.lock:
+            for name in self._pending:
+                self._flush_table(name)
+
+    def _flush_table(self, name: str) -> None:
+        pending, self._pending[name] = self._pending[name], []
+        subscribers = self._subscribers.get(name)
+        if not pending or not subscribers:
+            return
+        frames = _frames(pending)
+        for subscriber in list(subscribers):
+            subscriber.deliver(frames)
+
+
+def _frames(batches: list[DecodedBatch]) -> list[bytes]:
+    """Frames for batches in order: consecutive row updates merged into one Arrow frame."""
+    frames: list[bytes] = []
+    rows: list[pa.Table] = []
+
+    def close_rows() -> None:
+        if rows:
+            merged = pa.concat_tables(rows) if len(rows) > 1 else rows[0]
+            frames.append(UPDATE + arrow_ipc(merged))
+            rows.clear()
+
+    for batch in batches:
         if batch.rows is not None and batch.rows.num_rows:
-            frames.append(UPDATE + arrow_ipc(batch.rows))
+            rows.append(batch.rows)
         if batch.removals is not None and len(batch.removals):
+            # A batch's removals and rows have disjoint keys, so the removal may follow
+            # the rows merged so far; a later batch's rows must follow the removal.
+            close_rows()
             keys = batch.removals.to_pylist()
             frames.append(REMOVE + json.dumps(keys, default=str).encode())
-        return frames
+    close_rows()
+    return frames

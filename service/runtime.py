@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 class Service:
     def __init__(self, config: LivetablesConfig) -> None:
+        from connectors.derive import resolve_schemas
+
+        # Tables without `schema:` take their columns from the record schema now.
+        config, _ = resolve_schemas(config)
         self.config = config
         self.metrics = Metrics(__version__)
         self.host = TableHost(config)
@@ -47,6 +51,7 @@ class Service:
         sockets = _bind(host, port)
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
+        self.replicator.start()
         self.ingestor.start()
         log.info(
             "livetables %s serving %d table(s) on http://%s:%d/",
@@ -62,6 +67,7 @@ class Service:
         for session in list(self.sessions):
             session.shutdown()
         self.ingestor.stop()
+        self.replicator.stop()
         if self._http is not None:
             await asyncio.wait_for(self._http.close_all_connections(), timeout=5)
             self._http = None

@@ -58,6 +58,9 @@ class TableHost:
 
     def _update(self, name: str, table: perspective.Table, rows: pa.Table) -> None:
         limit = self.config.tables[name].limit
+        # perspective 4.3.0 loses the nulls of a multi-chunk Arrow table whose chunks differ in
+        # having nulls (a missing field became 0.0 / ""); one chunk per column is read right.
+        rows = rows.combine_chunks()
         if limit is None or rows.num_rows <= LIMIT_TABLE_SLICE:
             table.update(rows)
             return

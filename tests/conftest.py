@@ -1,7 +1,9 @@
 """Shared fixtures: a real Kafka broker (KRaft, from Maven jars), and the service in-process.
 
 The broker is started once per test session on free loopback ports; tests
-that stop a broker start one of their own (see ``fresh_kafka``).
+that stop a broker start one of their own (see ``fresh_kafka``). The schema
+registry (Apicurio Registry from Maven Central) starts once, for the tests
+that ask for it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from service.localkafka import LocalKafka
+from service.localregistry import LocalRegistry
 from tests.helpers import ServiceThread
 
 
@@ -24,6 +27,17 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """A real schema registry (Apicurio, Confluent-compatible API), once per session."""
+    registry = LocalRegistry(tmp_path_factory.mktemp("registry"))
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.stop()
 
 
 @pytest.fixture

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from connectors.base import Decoder
+from connectors.base import Decoder, DecoderSpec
+from connectors.decoders.arrow import ArrowDecoder
+from connectors.decoders.avro import AvroDecoder
+from connectors.decoders.csv import CsvDecoder
 from connectors.decoders.json import JsonDecoder
-from service.config import TableConfig
+from connectors.decoders.protobuf import ProtobufDecoder
 
-DECODERS: dict[str, type[Decoder]] = {JsonDecoder.name: JsonDecoder}
+DECODERS: dict[str, type[Decoder]] = {
+    d.name: d for d in (JsonDecoder, AvroDecoder, ProtobufDecoder, CsvDecoder, ArrowDecoder)
+}
 
 
-def make_decoder(table: TableConfig, arrow_schema: pa.Schema) -> Decoder:
-    """The decoder for a table's format (the config has already checked it exists)."""
-    return DECODERS[table.format](table, arrow_schema)
+def make_decoder(spec: DecoderSpec, arrow_schema: pa.Schema) -> Decoder:
+    """The decoder for a format (the config has already checked it exists)."""
+    return DECODERS[spec.format](spec, arrow_schema)

@@ -11,6 +11,11 @@ object, wrong type) and reported, and every good record of the batch is kept.
 Datetime columns take ISO 8601 strings or epoch numbers (s, ms, us or ns,
 told apart by magnitude). Which of the two a column carries is learnt from
 the data and kept, so a steady stream pays for one parse per batch.
+
+Columns may come from nested fields (``fields: {px: price.last}``): the
+explicit schema then nests structs along the paths, and the same single parse
+reads them. An empty path reads the whole value (a JSON key that is a plain
+string or number).
 """
 
 from __future__ import annotations
@@ -24,47 +29,59 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from connectors.base import DecodeError, Decoder
+from connectors.decoders.columns import epoch_to_timestamp_ms
 
 _OPEN = b'{"v":'
 _SEPARATOR = b'}\n{"v":'
 _CLOSE = b"}"
 
 
-def epoch_to_timestamp_ms(numbers: pa.Array) -> pa.Array:
-    """Epoch numbers in s, ms, us or ns (guessed from magnitude) as timestamp[ms]."""
-    as_float = pc.cast(numbers, pa.float64())
-    magnitude = pc.abs(as_float)
-    scale = pc.if_else(
-        pc.less(magnitude, 1e11),
-        1000.0,
-        pc.if_else(pc.less(magnitude, 1e14), 1.0, pc.if_else(pc.less(magnitude, 1e17), 1e-3, 1e-6)),
-    )
-    millis = pc.cast(pc.floor(pc.multiply(as_float, scale)), pa.int64())
-    return pc.cast(millis, pa.timestamp("ms"))
-
-
 class JsonDecoder(Decoder):
     name = "json"
 
-    def __init__(self, table, arrow_schema):
-        super().__init__(table, arrow_schema)
+    def __init__(self, spec, arrow_schema):
+        super().__init__(spec, arrow_schema)
         self._datetime_columns = {f.name for f in arrow_schema if pa.types.is_timestamp(f.type)}
         self._date_columns = {f.name for f in arrow_schema if pa.types.is_date(f.type)}
         self._numeric_time: set[str] = set()
+        self._paths = {f.name: spec.paths.get(f.name, (f.name,)) for f in arrow_schema}
+        self._flat = all(path == (name,) for name, path in self._paths.items())
+        self._whole = next((n for n, path in self._paths.items() if path == ()), None)
+        if self._whole is not None and len(self._paths) > 1:
+            raise ValueError("a column that takes the whole JSON value must be the only one")
         self._parse_options = self._make_parse_options()
 
     # -- parsing -----------------------------------------------------------
 
+    def _parse_type(self, f: pa.Field) -> pa.DataType:
+        if f.name in self._numeric_time:
+            return pa.float64()
+        if f.name in self._date_columns:
+            return pa.string()
+        return f.type
+
     def _make_parse_options(self) -> pajson.ParseOptions:
-        fields = []
-        for f in self.arrow_schema:
-            if f.name in self._numeric_time:
-                fields.append(pa.field(f.name, pa.float64()))
-            elif f.name in self._date_columns:
-                fields.append(pa.field(f.name, pa.string()))
-            else:
-                fields.append(f)
-        wrapped = pa.schema([pa.field("v", pa.struct(fields))])
+        if self._whole is not None:
+            value_type = self._parse_type(self.arrow_schema.field(self._whole))
+            wrapped = pa.schema([pa.field("v", value_type)])
+        elif self._flat:
+            fields = [pa.field(f.name, self._parse_type(f)) for f in self.arrow_schema]
+            wrapped = pa.schema([pa.field("v", pa.struct(fields))])
+        else:
+            tree: dict = {}
+            for f in self.arrow_schema:
+                *parents, leaf = self._paths[f.name]
+                node = tree
+                for part in parents:
+                    node = node.setdefault(part, {})
+                    if not isinstance(node, dict):
+                        raise ValueError(
+                            f"field path {'.'.join(self._paths[f.name])} crosses a value"
+                        )
+                if isinstance(node.get(leaf), dict):
+                    raise ValueError(f"field path {'.'.join(self._paths[f.name])} is an object")
+                node.setdefault(leaf, self._parse_type(f))
+            wrapped = pa.schema([pa.field("v", _struct_type(tree))])
         return pajson.ParseOptions(explicit_schema=wrapped, unexpected_field_behavior="ignore")
 
     def _parse(self, values: list[bytes]) -> pa.StructArray:
@@ -97,7 +114,12 @@ class JsonDecoder(Decoder):
 
     def _flip_time_column(self, message: str) -> str | None:
         for name in self._datetime_columns:
-            if f"Column(/v/{name})" in message or f"Column(/{name})" in message:
+            path = "/".join(self._paths[name])
+            if (
+                f"Column(/v/{path})" in message
+                or f"Column(/{path})" in message
+                or (not path and "Column(/v)" in message)
+            ):
                 self._numeric_time ^= {name}
                 self._parse_options = self._make_parse_options()
                 return name
@@ -111,7 +133,12 @@ class JsonDecoder(Decoder):
         """The wrapper's struct as a table of the table's schema (null structs kept)."""
         columns = []
         for i, f in enumerate(self.arrow_schema):
-            column = struct.field(i)
+            if self._whole is not None:
+                column = struct
+            elif self._flat:
+                column = struct.field(i)
+            else:
+                column = _by_path(struct, self._paths[f.name])
             if f.name in self._numeric_time:
                 column = epoch_to_timestamp_ms(column)
             elif f.name in self._date_columns:
@@ -151,7 +178,7 @@ class JsonDecoder(Decoder):
             return
         segment_positions = np.arange(start, stop, dtype=np.int64)
         null_objects = struct.is_null()
-        if struct.null_count:
+        if struct.null_count and self._whole is None:
             for i in pc.indices_nonzero(null_objects).to_pylist():
                 errors.append(
                     DecodeError(*locate(start + i), "not_object", "JSON null, not an object")
@@ -170,7 +197,7 @@ class JsonDecoder(Decoder):
             document = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             return DecodeError(topic, partition, offset, "invalid_json", str(exc)[:200])
-        if not isinstance(document, dict):
+        if not isinstance(document, dict) and self._whole is None:
             kind = type(document).__name__
             return DecodeError(topic, partition, offset, "not_object", f"a JSON {kind}")
         try:
@@ -178,6 +205,23 @@ class JsonDecoder(Decoder):
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
             return DecodeError(topic, partition, offset, "type_mismatch", _describe(str(exc)))
         return DecodeError(topic, partition, offset, "invalid_json", "rejected by the parser")
+
+
+def _struct_type(tree: dict) -> pa.DataType:
+    return pa.struct(
+        [
+            pa.field(name, _struct_type(node) if isinstance(node, dict) else node)
+            for name, node in tree.items()
+        ]
+    )
+
+
+def _by_path(struct: pa.StructArray, path: tuple[str, ...]) -> pa.Array:
+    """A nested field of the wrapper's struct; null wherever a parent object is null."""
+    column = struct
+    for part in path:
+        column = pc.struct_field(column, [column.type.get_field_index(part)])
+    return column
 
 
 def _one_line(value: bytes) -> bytes:

@@ -59,6 +59,11 @@ class Readyz(_Base):
                 }
         if waiting:
             self.write_json({"status": "catching up", "tables": waiting}, 503)
+            return
+        # Still 200 during a broker outage: the tables keep serving what they hold.
+        down = [name for name, p in self.state.ingestor.progress.items() if not p.connected]
+        if down:
+            self.write_json({"status": "degraded", "kafka_unreachable": down})
         else:
             self.write_json({"status": "ready"})
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
+from service.security.web import protect, redact, security_for, table_in_path
 from service.state import ServiceState
 from service.web.api import Healthz, MetricsEndpoint, Readyz, TablesApi
 from service.web.assets import STATIC_DIR, TEMPLATE_DIR, perspective_assets_dir
@@ -29,7 +30,7 @@ def log_request(handler: RequestHandler) -> None:
         level,
         "%d %s %.1fms",
         status,
-        handler._request_summary(),
+        redact(handler._request_summary()),
         1000.0 * handler.request.request_time(),
     )
 
@@ -49,22 +50,29 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         log.warning("pages disabled: %s", MISSING_ASSETS_HELP)
     pages = {"state": state, "assets_ok": assets is not None}
     common = {"state": state}
+    # Authentication, origins and the read-only guard: service/security.
+    gate, make_guard, dashboard_tables = security_for(state.config, state.metrics)
     socket_options = {
         "metrics": state.metrics,
         "sessions": sessions,
         "max_buffer_bytes": state.config.server.max_client_buffer_bytes,
     }
+    server = state.config.server
     routes: list[Any] = [
-        (r"/", IndexPage, pages),
-        (r"/tables/([^/]+)", TablePage, pages),
-        (r"/dashboards/([^/]+)", DashboardPage, pages),
-        (r"/websocket", PerspectiveWebSocket, {"server": state.host.server, **socket_options}),
+        (r"/", protect(IndexPage, gate), pages),
+        (r"/tables/([^/]+)", protect(TablePage, gate, table_in_path), pages),
+        (r"/dashboards/([^/]+)", protect(DashboardPage, gate, dashboard_tables), pages),
+        (
+            r"/websocket",
+            protect(PerspectiveWebSocket, gate),
+            {"server": state.host.server, "make_guard": make_guard, **socket_options},
+        ),
         (
             r"/replicate/([^/]+)",
-            ReplicateWebSocket,
+            protect(ReplicateWebSocket, gate, table_in_path),
             {"replicator": state.replicator, "tables": state.config.tables, **socket_options},
         ),
-        (r"/api/tables", TablesApi, common),
+        (r"/api/tables", protect(TablesApi, gate), common),
         (r"/healthz", Healthz, common),
         (r"/readyz", Readyz, common),
         (r"/metrics", MetricsEndpoint, common),
@@ -75,8 +83,8 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
     return Application(
         routes,
         template_path=str(TEMPLATE_DIR),
-        websocket_max_message_size=MAX_WEBSOCKET_MESSAGE,
-        websocket_ping_interval=20,
-        websocket_ping_timeout=30,
+        websocket_max_message_size=max(MAX_WEBSOCKET_MESSAGE, server.max_request_bytes),
+        websocket_ping_interval=server.websocket_ping_interval_seconds,
+        websocket_ping_timeout=server.websocket_ping_timeout_seconds,
         log_function=log_request,
     )

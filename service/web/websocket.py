@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import perspective
@@ -23,6 +24,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from service.metrics import Metrics
 from service.replication import SNAPSHOT, Replicator
+from service.security.guard import SessionGuard
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ class BoundedWebSocket(WebSocketHandler):
 
     def _write(self, message: bytes) -> Future[None]:
         future = self.write_message(message, binary=True)
+        # A client that disconnects mid-write fails these futures; that is its normal end.
+        future.add_done_callback(_consume_exception)
         self.metrics.websocket_messages_sent.inc()
         self.metrics.websocket_bytes_sent.inc(len(message))
         return future
@@ -105,14 +109,19 @@ class BoundedWebSocket(WebSocketHandler):
 class PerspectiveWebSocket(BoundedWebSocket):
     """``/websocket``: one Perspective session per connection."""
 
-    def initialize(self, server: perspective.Server, **kwargs: Any) -> None:  # type: ignore[override]
+    def initialize(  # type: ignore[override]
+        self, server: perspective.Server, make_guard: Callable[[Any], SessionGuard], **kwargs: Any
+    ) -> None:
         super().initialize(**kwargs)
         self.perspective_server = server
+        self.make_guard = make_guard
         self.session: Any = None
 
     def open(self, *args: str, **kwargs: str) -> None:
+        # Every request passes the guard (read-only tables, limits); see service/security.
+        self.guard = self.make_guard(self)
         self.session = self.perspective_server.new_session(
-            lambda message: self.queue_from_any_thread([message])
+            self.guard.responses(lambda message: self.queue_from_any_thread([message]))
         )
         self._opened()
 
@@ -120,13 +129,27 @@ class PerspectiveWebSocket(BoundedWebSocket):
         if not isinstance(message, bytes):
             self.metrics.websocket_rejected.labels("not_binary").inc()
             return
-        if self.session is not None:
-            self.session.handle_request(message)
+        if self.session is None:
+            return
+        try:
+            verdict = self.guard.handle(message, self.session.handle_request)
+        except Exception:
+            log.exception("a websocket request failed in the engine")
+            self.metrics.websocket_rejected.labels("engine_error").inc()
+            return
+        if not verdict.allowed:
+            self.metrics.websocket_rejected.labels(verdict.reason).inc()
+            if verdict.response is not None:
+                self.queue_from_any_thread([verdict.response])
+            if verdict.close:
+                self.disconnect_reason = "rejected"
+                self.close(1008, "too many refused requests")
 
     def on_close(self) -> None:
         if self.session is not None:
             self.session.close()
             self.session = None
+            self.guard.close()
         self._closed()
 
 
@@ -179,3 +202,8 @@ class ReplicateWebSocket(BoundedWebSocket):
             self.replicator.unsubscribe(self.table_name, self)
             self.table_name = None
         self._closed()
+
+
+def _consume_exception(future: Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -10,9 +10,13 @@
 const ROOT = new URL(document.documentElement.dataset.root || "/", location.href);
 const PAGE = JSON.parse(document.getElementById("page-config").textContent);
 const asset = (path) => new URL(`static/perspective/${path}`, ROOT).href;
+// A page opened with ?token= passes it on to its websockets (the server also keeps it in a
+// cookie, but a page embedded in another site's frame may not get its cookies back).
+const TOKEN = new URLSearchParams(location.search).get("token");
 const wsUrl = (path) => {
   const url = new URL(path, ROOT);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (TOKEN) url.searchParams.set("token", TOKEN);
   return url.href;
 };
 

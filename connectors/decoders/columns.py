@@ -1,0 +1,151 @@
+"""Turning decoded Arrow arrays into the table's column types, for every format.
+
+Each decoder produces one array per column in whatever type the record carried
+(an Avro long, a protobuf enum name, a CSV string, ...); :func:`coerce` casts it
+to the column's type in whole-array operations. Datetime columns take native
+timestamps, epoch numbers (seconds, milliseconds, microseconds or nanoseconds,
+told apart by magnitude) and ISO 8601 strings with or without a zone offset.
+A value that cannot be converted makes its row a ``type_mismatch`` error, found
+by converting one value at a time only in a batch that failed as a whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+TIMESTAMP_MS = pa.timestamp("ms")
+_TIMESTAMP_UTC = pa.timestamp("ms", "UTC")
+_ZONED = r":\d\d(\.\d+)?(Z|z|[+-]\d\d(:?\d\d)?)$"
+_NUMBER = r"^\s*-?\d+(\.\d+)?\s*$"
+CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OverflowError)
+
+
+def epoch_to_timestamp_ms(numbers: pa.Array) -> pa.Array:
+    """Epoch numbers in s, ms, us or ns (guessed from magnitude) as timestamp[ms]."""
+    as_float = pc.cast(numbers, pa.float64())
+    magnitude = pc.abs(as_float)
+    scale = pc.if_else(
+        pc.less(magnitude, 1e11),
+        1000.0,
+        pc.if_else(pc.less(magnitude, 1e14), 1.0, pc.if_else(pc.less(magnitude, 1e17), 1e-3, 1e-6)),
+    )
+    millis = pc.cast(pc.floor(pc.multiply(as_float, scale)), pa.int64())
+    return pc.cast(millis, TIMESTAMP_MS)
+
+
+def iso_to_timestamp_ms(strings: pa.Array) -> pa.Array:
+    """ISO 8601 strings, with or without a zone offset, as UTC timestamp[ms]."""
+    strings = pc.utf8_trim_whitespace(strings)
+    try:
+        return pc.cast(strings, TIMESTAMP_MS)
+    except CAST_ERRORS:
+        pass
+    zoned = pc.match_substring_regex(strings, _ZONED)
+    none = pa.scalar(None, pa.string())
+    with_zone = pc.cast(pc.cast(pc.if_else(zoned, strings, none), _TIMESTAMP_UTC), TIMESTAMP_MS)
+    naive = pc.cast(pc.if_else(zoned, none, strings), TIMESTAMP_MS)
+    return pc.coalesce(with_zone, naive)
+
+
+def to_timestamp_ms(array: pa.Array) -> pa.Array:
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        return (
+            pc.cast(array.cast(pa.timestamp(kind.unit)), TIMESTAMP_MS)
+            if kind.tz
+            else (pc.cast(array, TIMESTAMP_MS))
+        )
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return epoch_to_timestamp_ms(array)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        numeric = pc.match_substring_regex(array, _NUMBER)
+        if not pc.any(numeric).as_py():
+            return iso_to_timestamp_ms(array)
+        none = pa.scalar(None, pa.string())
+        epochs = epoch_to_timestamp_ms(pc.cast(pc.if_else(numeric, array, none), pa.float64()))
+        if pc.all(pc.or_(numeric, pc.is_null(array))).as_py():
+            return epochs
+        return pc.coalesce(epochs, iso_to_timestamp_ms(pc.if_else(numeric, none, array)))
+    if pa.types.is_null(kind):
+        return pa.nulls(len(array), TIMESTAMP_MS)
+    return pc.cast(array, TIMESTAMP_MS)
+
+
+def coerce(array: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array:
+    """``array`` as ``target``; raises an Arrow error if some value does not convert."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.type == target:
+        return array
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_timestamp(target):
+        return to_timestamp_ms(array)
+    if pa.types.is_date(target):
+        if pa.types.is_timestamp(array.type):
+            return pc.cast(array, target)
+        if pa.types.is_string(array.type):
+            return pc.cast(pc.cast(pc.utf8_trim_whitespace(array), pa.date32()), target)
+    if pa.types.is_string(target):
+        if pa.types.is_binary(array.type):
+            return array.cast(pa.string())
+        if pa.types.is_boolean(array.type):
+            return pc.if_else(array, "true", "false")
+    if pa.types.is_boolean(target) and pa.types.is_string(array.type):
+        lowered = pc.utf8_lower(pc.utf8_trim_whitespace(array))
+        truthy = pc.is_in(lowered, pa.array(["true", "1", "yes", "t"]))
+        falsy = pc.is_in(lowered, pa.array(["false", "0", "no", "f", ""]))
+        unknown = pc.and_(pc.and_(pc.invert(truthy), pc.invert(falsy)), pc.is_valid(array))
+        if pc.any(unknown).as_py():
+            raise pa.ArrowInvalid("not a boolean")
+        return pc.if_else(pc.is_null(array), None, truthy)
+    if (pa.types.is_integer(target) or pa.types.is_floating(target)) and pa.types.is_string(
+        array.type
+    ):
+        array = pc.utf8_trim_whitespace(array)
+        array = pc.if_else(pc.equal(array, ""), pa.scalar(None, pa.string()), array)
+    return pc.cast(array, target)
+
+
+def coerce_columns(
+    arrays: list[pa.Array], schema: pa.Schema
+) -> tuple[pa.Table, np.ndarray | None, list[str]]:
+    """Columns converted to ``schema``; rows with a value that does not convert are dropped.
+
+    Returns the table, a boolean mask of the rows kept (None when all are), and
+    one message per dropped row (in row order).
+    """
+    out: list[pa.Array] = []
+    bad: np.ndarray | None = None
+    why: dict[int, str] = {}
+    for array, field in zip(arrays, schema, strict=True):
+        try:
+            out.append(coerce(array, field.type))
+            continue
+        except CAST_ERRORS:
+            pass
+        converted, failed = _one_by_one(array, field.type)
+        out.append(converted)
+        for i in np.flatnonzero(failed):
+            why.setdefault(int(i), f"{field.name}: {array[int(i)].as_py()!r} is not a {field.type}")
+        bad = failed if bad is None else (bad | failed)
+    table = pa.Table.from_arrays(out, schema=schema)
+    if bad is None:
+        return table, None, []
+    keep = ~bad
+    return table.filter(pa.array(keep)), keep, [why[i] for i in sorted(why)]
+
+
+def _one_by_one(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """The slow path of a batch that would not convert: each value on its own."""
+    values = []
+    failed = np.zeros(len(array), dtype=bool)
+    for i in range(len(array)):
+        try:
+            values.append(coerce(array.slice(i, 1), target)[0].as_py())
+        except CAST_ERRORS:
+            values.append(None)
+            failed[i] = True
+    return pa.array(values, target), failed

@@ -1,0 +1,1 @@
+"""Policy for what faces the network: the read-only protocol guard, authentication, origins."""
