@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from bench import baselines
+from bench import formats as bench_formats
 from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
 from bench.peers import CSP_PYTHON, run_csp_ingest
 from bench.records import SCHEMA, produce, value
@@ -49,6 +50,7 @@ class Sizes:
     audiences: tuple[int, ...]
     own_view_audiences: tuple[int, ...]
     live_rate: int
+    decode_records: int
 
 
 FULL = Sizes(
@@ -64,6 +66,7 @@ FULL = Sizes(
     audiences=(50, 500),
     own_view_audiences=(50,),
     live_rate=10_000,
+    decode_records=100_000,
 )
 SMOKE = Sizes(
     append=20_000,
@@ -78,6 +81,7 @@ SMOKE = Sizes(
     audiences=(3,),
     own_view_audiences=(2,),
     live_rate=500,
+    decode_records=2_000,
 )
 
 
@@ -312,6 +316,7 @@ GROUPS = {
     "3": "3. Replay at start-up",
     "4": "4. Update latency under load (Kafka record timestamp to client callback)",
     "5": "5. Memory",
+    "6": "6. Decode throughput per format (the batch decoders alone, one thread, no broker)",
 }
 
 
@@ -322,6 +327,21 @@ def _table(rows: list[dict]) -> list[str]:
     lines = ["| " + " | ".join(keys) + " |", "| " + " | ".join("---" for _ in keys) + " |"]
     lines += ["| " + " | ".join(_fmt(r[k]) if k in r else "" for k in keys) + " |" for r in rows]
     return lines
+
+
+def decode_formats(sizes: Sizes, results: Results) -> None:
+    progress("scenario 6: decode throughput per format")
+    rows = bench_formats.measure(
+        records=sizes.decode_records, batch=min(10_000, sizes.decode_records)
+    )
+    json_rate = next(r["records_per_s"] for r in rows if r["format"] == "json")
+    for row in rows:
+        results.add(
+            f"6 decode: {row['format']}",
+            bytes_per_record=row["bytes_per_record"],
+            rate=row["records_per_s"],
+            vs_json=row["records_per_s"] / json_rate,
+        )
 
 
 def write_report(results: Results, path: Path, smoke: bool, seconds: float) -> None:
@@ -348,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny inputs: checks the suite runs")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")
-    parser.add_argument("--only", choices=["ingest", "replay", "latency"], action="append")
+    parser.add_argument(
+        "--only", choices=["ingest", "replay", "latency", "formats"], action="append"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
@@ -363,13 +385,15 @@ def main(argv: list[str] | None = None) -> int:
             progress("starting a local Kafka broker")
             kafka.start()
         try:
-            scenarios = args.only or ["ingest", "replay", "latency"]
+            scenarios = args.only or ["ingest", "replay", "latency", "formats"]
             if "ingest" in scenarios:
                 ingest(kafka, sizes, results)
             if "replay" in scenarios:
                 replay_and_memory(kafka, sizes, results)
             if "latency" in scenarios:
                 latency(kafka, sizes, results)
+            if "formats" in scenarios:
+                decode_formats(sizes, results)
         finally:
             if not args.bootstrap:
                 kafka.stop()

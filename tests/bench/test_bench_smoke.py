@@ -24,5 +24,7 @@ def test_every_scenario_runs_and_reports(kafka, tmp_path):
         "5 memory",
         "4 latency",
         "own server view each",
+        "6 decode: avro",
+        "6 decode: protobuf",
     ):
         assert scenario in report, scenario
