@@ -21,12 +21,12 @@ import threading
 import time
 
 import numpy as np
-import perspective
 import pyarrow as pa
 from confluent_kafka import Producer
 from tornado.websocket import websocket_connect
 
 from bench.records import live_value
+from service.remote import connect
 
 MEASURED = 20
 LIVE_SCHEMA = {"i": "integer", "s": "string", "p": "float", "q": "integer", "t": "datetime"}
@@ -102,19 +102,10 @@ class Clients:
         )
 
     async def _own_view(self, measure: bool) -> None:
-        socket = await websocket_connect(f"{self.url}/websocket", max_message_size=256 * 1024**2)
-        self.sockets.append(socket)
-
-        async def send(message: bytes) -> None:
-            await socket.write_message(message, binary=True)
-
-        client = perspective.AsyncClient(send)
-
-        async def pump() -> None:
-            while (message := await socket.read_message()) is not None:
-                await client.handle_response(message)
-
-        self.pumps.append(asyncio.ensure_future(pump()))
+        remote = await connect(f"{self.url}/websocket")
+        self.sockets.append(remote.socket)
+        self.pumps.append(remote.pump)
+        client = remote.client
         table = await client.open_table(self.table)
         view = await table.view()
 

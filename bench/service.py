@@ -22,6 +22,7 @@ import yaml
 from service.localkafka.broker import free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+POLL_S = 0.05  # polling faster would load the process being measured
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -120,11 +121,12 @@ class ServedLivetables:
             if first_at is None and count > 0:
                 first_at, first_count = now, count
             if count >= records and self.ready():
-                elapsed = now - (first_at or now)
+                # Tiny inputs can finish within one poll: count at least one poll interval.
+                elapsed = max(now - (first_at or now), POLL_S)
                 counted = records - first_count
                 return {"records": records, "seconds": elapsed, "rate": counted / elapsed}
             self._check_alive()
-            time.sleep(0.05)  # polling faster would load the process being measured
+            time.sleep(POLL_S)
         raise TimeoutError(f"table {table} not caught up within {timeout}s; see {self.log_path}")
 
     def _check_alive(self) -> None:

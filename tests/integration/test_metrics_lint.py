@@ -6,10 +6,9 @@ import asyncio
 import shutil
 import subprocess
 
-import perspective
 from prometheus_client.parser import text_string_to_metric_families
-from tornado.websocket import websocket_connect
 
+from service.remote import connect
 from tests.helpers import json_bytes, produce, wait_until
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
@@ -45,19 +44,9 @@ def promtool() -> str:
 
 async def _websocket_session(url: str, table_name: str) -> None:
     """Read a table like a client would, send one refused (text) frame, and disconnect."""
-    socket = await websocket_connect(url)
-
-    async def send(message: bytes) -> None:
-        await socket.write_message(message, binary=True)
-
-    client = perspective.AsyncClient(send)
-
-    async def pump() -> None:
-        while (message := await socket.read_message()) is not None:
-            await client.handle_response(message)
-
-    pump_task = asyncio.ensure_future(pump())
-    table = await client.open_table(table_name)
+    remote = await connect(url)
+    socket, pump_task = remote.socket, remote.pump
+    table = await remote.client.open_table(table_name)
     view = await table.view()
     assert await view.num_rows() > 0
     await socket.write_message("not a perspective request")

@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import perspective
-from tornado.websocket import websocket_connect
-
+from service.remote import connect
 from tests.helpers import json_bytes, produce, wait_until
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
-
-
-async def _remote_client(url: str):
-    socket = await websocket_connect(url)
-
-    async def send(message: bytes) -> None:
-        await socket.write_message(message, binary=True)
-
-    client = perspective.AsyncClient(send)
-
-    async def pump() -> None:
-        while (message := await socket.read_message()) is not None:
-            await client.handle_response(message)
-
-    pump_task = asyncio.ensure_future(pump())
-    return client, socket, pump_task
 
 
 def test_remote_client_reads_table_contents_and_updates(kafka, topic_name, run_service):
@@ -51,7 +33,8 @@ def test_remote_client_reads_table_contents_and_updates(kafka, topic_name, run_s
     wait_until(service.ready, what="catch-up")
 
     async def scenario() -> None:
-        client, socket, pump_task = await _remote_client(service.ws_url)
+        remote = await connect(service.ws_url)
+        client = remote.client
         assert "quotes" in await client.get_hosted_table_names()
         table = await client.open_table("quotes")
         assert await table.schema() == SCHEMA
@@ -71,8 +54,7 @@ def test_remote_client_reads_table_contents_and_updates(kafka, topic_name, run_s
         assert await flat.num_rows() == 199
         await flat.delete()
         await view.delete()
-        socket.close()
-        pump_task.cancel()
+        remote.close()
 
     asyncio.run(scenario())
     wait_until(lambda: service.metric("livetables_websocket_sessions") == 0, what="session closed")
