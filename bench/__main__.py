@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     results = Results()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="livetables-bench-kafka-") as workdir:
-        kafka = LocalKafka(workdir, heap="2g")
+        kafka = LocalKafka(workdir, heap="2g", quick_start=False)
         if args.bootstrap:
             kafka.port = int(args.bootstrap.rsplit(":", 1)[1])
         else:

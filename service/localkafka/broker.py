@@ -36,8 +36,13 @@ class LocalKafka:
         port: int | None = None,
         version: str = KAFKA_VERSION,
         heap: str = "1g",
+        quick_start: bool = True,
     ) -> None:
+        """``quick_start`` trades the broker's peak speed for a start-up of a few seconds
+        (client-compiler JIT only, serial GC): right for tests and the demo; the benchmarks
+        turn it off so the broker is not what they measure."""
         self.data_dir = Path(data_dir)
+        self.quick_start = quick_start
         self.port = port or free_port()
         self.controller_port = free_port()
         self.version = version
@@ -81,12 +86,12 @@ class LocalKafka:
         return "".join(f"{k}={v}\n" for k, v in lines.items())
 
     def _java(self, lib: Path, main: str, *args: str) -> list[str]:
+        tuning = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"] if self.quick_start else []
         return [
             "java",
             f"-Xmx{self.heap}",
             "-Xms128m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
+            *tuning,
             "-Djava.awt.headless=true",
             "-cp",
             f"{lib}/*",
