@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 from service.localkafka.jars import KAFKA_VERSION, LocalKafkaError, ensure_jars
+from service.localkafka.process import ChildProcess
 
 STORAGE_TOOL = "kafka.tools.StorageTool"
 BROKER_MAIN = "kafka.Kafka"
@@ -47,8 +46,7 @@ class LocalKafka:
         self.controller_port = free_port()
         self.version = version
         self.heap = heap
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._child = ChildProcess("the Kafka broker", self.log_path)
 
     @property
     def bootstrap(self) -> str:
@@ -117,51 +115,28 @@ class LocalKafka:
                 raise LocalKafkaError(
                     f"formatting the Kafka storage failed: {result.stderr[-2000:]}"
                 )
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the broker
-        self._process = subprocess.Popen(
-            self._java(lib, BROKER_MAIN, str(config)),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self._child.launch(self._java(lib, BROKER_MAIN, str(config)))
         self._wait_ready(timeout)
 
     def _wait_ready(self, timeout: float) -> None:
         from confluent_kafka.admin import AdminClient
 
-        deadline = time.monotonic() + timeout
         admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise LocalKafkaError(
-                    f"the Kafka broker exited with {self._process.returncode}; see {self.log_path}"
-                )
+
+        def serves_metadata() -> bool:
             try:
-                metadata = admin.list_topics(timeout=2)
-                if metadata.brokers:
-                    return
+                return bool(admin.list_topics(timeout=2).brokers)
             except Exception:
-                time.sleep(0.2)
-        raise LocalKafkaError(
-            f"the Kafka broker did not start within {timeout:.0f}s; see {self.log_path}"
-        )
+                return False
+
+        self._child.wait_until(serves_metadata, timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._child.stop(timeout)
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._child.running
 
     def create_topic(
         self, name: str, partitions: int = 1, config: dict[str, str] | None = None

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tarfile
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from service.localkafka.broker import free_port
 from service.localkafka.jars import LocalKafkaError, cache_dir
+from service.localkafka.process import ChildProcess, announce_fetch, require_tools, run_maven
 
 # 3.0.x is the newest line that runs on Java 17 (later lines need Java 21).
 APICURIO_VERSION = "3.0.9"
@@ -29,35 +26,22 @@ def ensure_registry(version: str = APICURIO_VERSION, quiet: bool = False) -> Pat
     marker = home / ".complete"
     if marker.exists() and runner.exists():
         return runner
-    for tool in ("java", "mvn"):
-        if shutil.which(tool) is None:
-            raise LocalKafkaError(
-                f"the local schema registry needs `{tool}` on PATH (Java 17+, Maven)"
-            )
+    require_tools("the local schema registry")
     if not quiet:
-        print(
-            f"livetables: fetching Apicurio Registry {version} with Maven (once) into {home}",
-            file=sys.stderr,
-            flush=True,
-        )
+        announce_fetch(f"Apicurio Registry {version}", home)
     # The distribution archive alone: its parent POM is not on Maven Central, so the
     # artifact is copied by coordinates rather than resolved as a dependency.
     artifact = f"io.apicurio:apicurio-registry-app:{version}:tar.gz:all"
     with tempfile.TemporaryDirectory(prefix="livetables-mvn-") as work:
         staging = Path(work, "dist")
-        command = [
-            "mvn",
-            "-B",
-            "-q",
-            "dependency:copy",
-            f"-Dartifact={artifact}",
-            f"-DoutputDirectory={staging}",
-        ]
-        result = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+        run_maven(
+            ["dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={staging}"],
+            work,
+            f"Apicurio Registry {version}",
+        )
         archives = list(staging.glob("*.tar.gz")) if staging.exists() else []
-        if result.returncode != 0 or len(archives) != 1:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-            raise LocalKafkaError(f"fetching Apicurio Registry with Maven failed:\n{tail}")
+        if len(archives) != 1:
+            raise LocalKafkaError(f"Maven left {len(archives)} registry archives in {staging}")
         unpacked = Path(work, "unpacked")
         with tarfile.open(archives[0]) as archive:
             archive.extractall(unpacked, filter="data")
@@ -85,8 +69,7 @@ class LocalRegistry:
         self.port = port or free_port()
         self.version = version
         self.heap = heap
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._child = ChildProcess("the schema registry", self.log_path)
 
     @property
     def url(self) -> str:
@@ -100,7 +83,6 @@ class LocalRegistry:
     def start(self, timeout: float = 120.0) -> None:
         runner = ensure_registry(self.version)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the registry
         command = [
             "java",
             f"-Xmx{self.heap}",
@@ -115,46 +97,19 @@ class LocalRegistry:
             "-jar",
             str(runner),
         ]
-        self._process = subprocess.Popen(
-            command,
-            cwd=self.data_dir,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._wait_ready(timeout)
+        self._child.launch(command, cwd=self.data_dir)
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                raise LocalKafkaError(
-                    f"the schema registry exited with {self._process.returncode}; "
-                    f"see {self.log_path}"
-                )
+        def answers() -> bool:
             try:
                 with urllib.request.urlopen(self.url + "/subjects", timeout=2) as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise LocalKafkaError(
-            f"the schema registry did not start within {timeout:.0f}s; see {self.log_path}"
-        )
+                return False
+
+        self._child.wait_until(answers, timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._child.stop(timeout)
 
     def __enter__(self) -> LocalRegistry:
         self.start()
