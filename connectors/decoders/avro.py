@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 
 from connectors.base import DecodeError, Decoder
-from connectors.decoders.avrocolumns import ColumnarReader, Unsupported
-from connectors.decoders.columns import CAST_ERRORS, coerce_columns
+from connectors.decoders.avrocolumns import TIMESTAMP_LOGICAL_TYPES, ColumnarReader, Unsupported
+from connectors.decoders.columns import CAST_ERRORS, coerce_columns, drop_failed, merge_pieces
 from connectors.registry import (
     RegisteredSchema,
     RegistryUnavailable,
@@ -45,17 +45,7 @@ from connectors.registry import (
     wire_ids,
 )
 
-_TIME_LOGICAL = {
-    "timestamp-millis": pa.timestamp("ms"),
-    "timestamp-micros": pa.timestamp("us"),
-    "timestamp-nanos": pa.timestamp("ns"),
-    "local-timestamp-millis": pa.timestamp("ms"),
-    "local-timestamp-micros": pa.timestamp("us"),
-    "local-timestamp-nanos": pa.timestamp("ns"),
-    "date": pa.date32(),
-    "time-millis": pa.int32(),
-    "time-micros": pa.int64(),
-}
+_TIME_LOGICAL = {**TIMESTAMP_LOGICAL_TYPES, "time-millis": pa.int32(), "time-micros": pa.int64()}
 _PRIMITIVE_ARROW = {
     "boolean": pa.bool_(),
     "int": pa.int64(),
@@ -426,14 +416,8 @@ class AvroDecoder(Decoder):
             rows, kept = self._read(plan, values, positions, locate, errors)
             if rows.num_rows:
                 pieces.append((rows, kept))
-        if not pieces:
-            return self.arrow_schema.empty_table(), np.empty(0, np.int64), errors
-        if len(pieces) == 1:
-            return pieces[0][0], pieces[0][1], errors
-        rows = pa.concat_tables([p[0] for p in pieces])
-        positions = np.concatenate([p[1] for p in pieces])
-        order = np.argsort(positions, kind="stable")
-        return rows.take(pa.array(order)), positions[order], errors
+        rows, positions = merge_pieces(pieces, self.arrow_schema)
+        return rows, positions, errors
 
     def _group_by_schema(self, values, locate, errors) -> list[tuple[_Plan, np.ndarray]]:
         ids, framed = wire_ids(values)
@@ -468,14 +452,11 @@ class AvroDecoder(Decoder):
             except (*CAST_ERRORS, pa.ArrowException):
                 pass  # invalid UTF-8 somewhere: find it record by record below
             else:
-                if not good.all():
-                    errors.extend(
-                        DecodeError(*locate(int(i)), "invalid_avro", "does not match its schema")
-                        for i in positions[~good]
-                    )
-                    mask = pa.array(good)
-                    arrays = [a if a is None else a.filter(mask) for a in arrays]
-                    positions = positions[good]
+                arrays, positions, failed = drop_failed(arrays, good, positions)
+                errors.extend(
+                    DecodeError(*locate(int(i)), "invalid_avro", "does not match its schema")
+                    for i in failed
+                )
                 arrays = plan.fill_defaults(arrays, len(positions))
                 return self._typed(arrays, positions, locate, errors)
         return self._read_one_by_one(plan, values, positions, locate, errors)

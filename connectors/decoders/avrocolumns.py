@@ -179,7 +179,7 @@ class ColumnarReader:
         if path not in self.leaves and path in self.wanted:
             kind = _kind(schema)
             logical = schema.get("logicalType") if isinstance(schema, dict) else None
-            arrow_type = _LOGICAL.get(logical)
+            arrow_type = TIMESTAMP_LOGICAL_TYPES.get(logical)
             if kind in ("string", "bytes"):
                 leaf_kind = "string"
                 arrow_type = pa.string() if kind == "string" else pa.binary()
@@ -281,7 +281,8 @@ class ColumnarReader:
 
 
 _SCALARS = {"null", "boolean", "int", "long", "float", "double", "string", "bytes", "enum", "fixed"}
-_LOGICAL = {
+#: Avro logical types that become Arrow dates and timestamps
+TIMESTAMP_LOGICAL_TYPES = {
     "timestamp-millis": pa.timestamp("ms"),
     "timestamp-micros": pa.timestamp("us"),
     "timestamp-nanos": pa.timestamp("ns"),

@@ -149,3 +149,28 @@ def _one_by_one(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndar
             values.append(None)
             failed[i] = True
     return pa.array(values, target), failed
+
+
+def merge_pieces(
+    pieces: list[tuple[pa.Table, np.ndarray]], schema: pa.Schema
+) -> tuple[pa.Table, np.ndarray]:
+    """Rows decoded in groups (one per writer schema) back in their batch order."""
+    if not pieces:
+        return schema.empty_table(), np.empty(0, np.int64)
+    if len(pieces) == 1:
+        return pieces[0]
+    rows = pa.concat_tables([p[0] for p in pieces])
+    positions = np.concatenate([p[1] for p in pieces])
+    order = np.argsort(positions, kind="stable")
+    return rows.take(pa.array(order)), positions[order]
+
+
+def drop_failed(
+    arrays: list[pa.Array | None], good: np.ndarray, positions: np.ndarray
+) -> tuple[list[pa.Array | None], np.ndarray, np.ndarray]:
+    """Keep the records a columnar reader decoded; returns (arrays, kept, failed positions)."""
+    if good.all():
+        return arrays, positions, positions[:0]
+    mask = pa.array(good)
+    kept = [a if a is None else a.filter(mask) for a in arrays]
+    return kept, positions[good], positions[~good]

@@ -31,7 +31,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from connectors.base import DecodeError, Decoder
-from connectors.decoders.columns import CAST_ERRORS, coerce_columns
+from connectors.decoders.columns import CAST_ERRORS, coerce_columns, drop_failed, merge_pieces
 from connectors.decoders.protocolumns import ProtoColumnarReader, Unsupported
 from connectors.registry import RegistryUnavailable, UnknownSchema, registry_for, wire_ids
 
@@ -446,14 +446,8 @@ class ProtobufDecoder(Decoder):
             )
             if rows.num_rows:
                 pieces.append((rows, kept))
-        if not pieces:
-            return self.arrow_schema.empty_table(), np.empty(0, np.int64), errors
-        if len(pieces) == 1:
-            return pieces[0][0], pieces[0][1], errors
-        rows = pa.concat_tables([p[0] for p in pieces])
-        positions = np.concatenate([p[1] for p in pieces])
-        order = np.argsort(positions, kind="stable")
-        return rows.take(pa.array(order)), positions[order], errors
+        rows, positions = merge_pieces(pieces, self.arrow_schema)
+        return rows, positions, errors
 
     def _read(self, plan: _Plan, values, positions, starts, locate, errors):
         """Decode the values at ``positions``, whose messages begin at ``starts``."""
@@ -464,14 +458,11 @@ class ProtobufDecoder(Decoder):
             except (*CAST_ERRORS, pa.ArrowException):
                 pass  # invalid UTF-8 somewhere: find it record by record below
             else:
-                if not good.all():
-                    errors.extend(
-                        DecodeError(*locate(int(i)), "invalid_protobuf", "does not parse")
-                        for i in positions[~good]
-                    )
-                    mask = pa.array(good)
-                    arrays = [a if a is None else a.filter(mask) for a in arrays]
-                    positions = positions[good]
+                arrays, positions, failed = drop_failed(arrays, good, positions)
+                errors.extend(
+                    DecodeError(*locate(int(i)), "invalid_protobuf", "does not parse")
+                    for i in failed
+                )
                 arrays = [pa.nulls(len(positions)) if a is None else a for a in arrays]
                 return self._typed(arrays, positions, locate, errors)
         return self._read_one_by_one(plan, values, positions, starts, locate, errors)
