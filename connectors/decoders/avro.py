@@ -35,7 +35,12 @@ import numpy as np
 import pyarrow as pa
 
 from connectors.base import DecodeError, Decoder
-from connectors.decoders.avrocolumns import TIMESTAMP_LOGICAL_TYPES, ColumnarReader, Unsupported
+from connectors.decoders.avrocolumns import (
+    TIMESTAMP_LOGICAL_TYPES,
+    ColumnarReader,
+    Unsupported,
+    avro_kind,
+)
 from connectors.decoders.columns import CAST_ERRORS, coerce_columns, drop_failed, merge_pieces
 from connectors.registry import (
     RegisteredSchema,
@@ -130,17 +135,9 @@ def _resolve(schema: Any, named: dict[str, Any]) -> tuple[Any, bool]:
     return schema, nullable
 
 
-def _kind(schema: Any) -> str:
-    if isinstance(schema, dict):
-        return str(schema.get("type"))
-    if isinstance(schema, list):
-        return "union"
-    return str(schema)
-
-
 def perspective_type(schema: Any) -> str | None:
     """The Perspective column type of a (resolved, non-null) Avro type, or None."""
-    kind = _kind(schema)
+    kind = avro_kind(schema)
     logical = schema.get("logicalType") if isinstance(schema, dict) else None
     if logical in ("timestamp-millis", "timestamp-micros", "timestamp-nanos") or (
         logical and logical.startswith("local-timestamp")
@@ -170,8 +167,8 @@ def derive_columns(schema: Any) -> tuple[dict[str, str], dict[str, str]]:
     named: dict[str, Any] = {}
     _named_types(schema, named)
     root, _ = _resolve(schema, named)
-    if _kind(root) not in ("record", "error"):
-        raise AvroSchemaError(f"the schema is a {_kind(root)}, not a record")
+    if avro_kind(root) not in ("record", "error"):
+        raise AvroSchemaError(f"the schema is a {avro_kind(root)}, not a record")
     columns: dict[str, str] = {}
     paths: dict[str, str] = {}
 
@@ -179,7 +176,7 @@ def derive_columns(schema: Any) -> tuple[dict[str, str], dict[str, str]]:
         for f in record.get("fields", []):
             path = (*prefix, f["name"])
             resolved, _ = _resolve(f["type"], named)
-            if _kind(resolved) in ("record", "error"):
+            if avro_kind(resolved) in ("record", "error"):
                 walk(resolved, path)
                 continue
             kind = perspective_type(resolved)
@@ -204,7 +201,7 @@ def path_type(schema: Any, path: tuple[str, ...]) -> str | None:
     _named_types(schema, named)
     node, _ = _resolve(schema, named)
     for part in path:
-        if _kind(node) not in ("record", "error"):
+        if avro_kind(node) not in ("record", "error"):
             return None
         match = next((f for f in node.get("fields", []) if f["name"] == part), None)
         if match is None:
@@ -216,7 +213,7 @@ def path_type(schema: Any, path: tuple[str, ...]) -> str | None:
 def _describe(schema: Any) -> str:
     if isinstance(schema, list):
         return "union of " + ", ".join(_describe(b) for b in schema)
-    return repr(_kind(schema))
+    return repr(avro_kind(schema))
 
 
 def _strip_time_logical(schema: Any) -> Any:
@@ -298,9 +295,9 @@ def _writer_path(writer: Any, reader: Any, path: tuple[str, ...]):
     found: list[str] = []
     for depth, part in enumerate(path):
         r_field = None
-        if _kind(r_node) in ("record", "error"):
+        if avro_kind(r_node) in ("record", "error"):
             r_field = next((f for f in r_node.get("fields", []) if f["name"] == part), None)
-        if _kind(w_node) not in ("record", "error"):
+        if avro_kind(w_node) not in ("record", "error"):
             return None, none
         names = {part, *((r_field or {}).get("aliases") or [])}
         w_field = next((f for f in w_node.get("fields", []) if f["name"] in names), None)
@@ -322,7 +319,7 @@ def _column_reader(writer: Any, named: dict[str, Any], path: tuple[str, ...]):
         return (lambda r: r), _arrow_type(node)
     optional_parent = False
     for depth, part in enumerate(path):
-        if _kind(node) not in ("record", "error"):
+        if avro_kind(node) not in ("record", "error"):
             return None, None
         match = next((f for f in node.get("fields", []) if f["name"] == part), None)
         if match is None:
@@ -353,7 +350,7 @@ def _arrow_type(schema: Any) -> pa.DataType | None:
         return _TIME_LOGICAL[schema["logicalType"]]
     if isinstance(schema, dict) and schema.get("logicalType") == "decimal":
         return None  # Decimal objects: let Arrow infer
-    return _PRIMITIVE_ARROW.get(_kind(schema))
+    return _PRIMITIVE_ARROW.get(avro_kind(schema))
 
 
 class AvroDecoder(Decoder):

@@ -58,7 +58,7 @@ class ColumnarReader:
         self.named = named
         self.paths = paths
         self.root = self._resolve(writer)
-        if _kind(self.root) not in ("record", "error"):
+        if avro_kind(self.root) not in ("record", "error"):
             raise Unsupported("not a record")
         # Check the whole schema once, so decoding never meets an unsupported type.
         self._check(self.root, ())
@@ -80,7 +80,7 @@ class ColumnarReader:
 
     def _check(self, schema: Any, seen: tuple[str, ...]) -> None:
         schema = self._resolve(schema)
-        kind = _kind(schema)
+        kind = avro_kind(schema)
         if kind in ("record", "error"):
             name = schema.get("name", "")
             if name in seen:
@@ -89,7 +89,7 @@ class ColumnarReader:
                 self._check(f["type"], (*seen, name))
         elif kind == "union":
             branches = [self._resolve(b) for b in schema]
-            non_null = [b for b in branches if _kind(b) != "null"]
+            non_null = [b for b in branches if avro_kind(b) != "null"]
             if len(branches) > 2 or len(non_null) != 1:
                 raise Unsupported("a union other than [null, T]")
             self._check(non_null[0], seen)
@@ -123,14 +123,14 @@ class ColumnarReader:
     def _value(self, schema: Any, path: tuple[str, ...], idx: np.ndarray, raw: Any) -> None:
         if not len(idx):
             return
-        kind = _kind(schema)
+        kind = avro_kind(schema)
         wanted = path in self.wanted
         if kind in ("record", "error"):
             self._record(schema, path, idx)
         elif kind == "union":
             branches = [self._resolve(b) for b in schema]
             branch = self._long(idx)
-            null_at = next(i for i, b in enumerate(branches) if _kind(b) == "null")
+            null_at = next(i for i, b in enumerate(branches) if avro_kind(b) == "null")
             value_at = 1 - null_at
             self._fail(idx[(branch != null_at) & (branch != value_at)])
             self._value(branches[value_at], path, idx[branch == value_at], schema[value_at])
@@ -177,7 +177,7 @@ class ColumnarReader:
 
     def _leaf(self, schema: Any, path: tuple[str, ...], raw: Any) -> _Leaf | None:
         if path not in self.leaves and path in self.wanted:
-            kind = _kind(schema)
+            kind = avro_kind(schema)
             logical = schema.get("logicalType") if isinstance(schema, dict) else None
             arrow_type = TIMESTAMP_LOGICAL_TYPES.get(logical)
             if kind in ("string", "bytes"):
@@ -269,9 +269,9 @@ class ColumnarReader:
         node = self.root
         for part in path:
             node = self._resolve(node)
-            if _kind(node) == "union":
-                node = next(self._resolve(b) for b in node if _kind(self._resolve(b)) != "null")
-            if _kind(node) not in ("record", "error"):
+            if avro_kind(node) == "union":
+                node = next(self._resolve(b) for b in node if avro_kind(self._resolve(b)) != "null")
+            if avro_kind(node) not in ("record", "error"):
                 return False
             match = next((f for f in node.get("fields", []) if f["name"] == part), None)
             if match is None:
@@ -293,7 +293,8 @@ TIMESTAMP_LOGICAL_TYPES = {
 }
 
 
-def _kind(schema: Any) -> str:
+def avro_kind(schema: Any) -> str:
+    """An Avro schema's kind: its type name, or union for a list."""
     if isinstance(schema, dict):
         return str(schema.get("type"))
     if isinstance(schema, list):
