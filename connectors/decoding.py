@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from connectors.base import DecodedBatch, DecodeError, DecoderSpec, Locator, RawBatch
 from connectors.decoders import make_decoder
-from connectors.decoders.columns import CAST_ERRORS, TIMESTAMP_MS, coerce
+from connectors.decoders.columns import TIMESTAMP_MS, bytes_as, coerce
 from connectors.schema import arrow_schema
 from service.config import TableConfig
 from service.formatconfig import SchemaRegistryConfig, extra_columns
@@ -125,30 +125,15 @@ class BatchDecoder:
             return key_schema.empty_table(), slot
         keys = [raw.keys[i] for i in where]
         if self.keys is None:  # a string key into one column
-            column = self.key_columns[0]
-            as_text = pa.array(keys, pa.binary())
-            try:
-                decoded = coerce(as_text.cast(pa.string()), self.schema.field(column).type)
-                table = pa.Table.from_arrays([decoded], schema=key_schema)
-                slot[where] = np.arange(len(where))
-                return table, slot
-            except CAST_ERRORS:
-                values, good = [], []
-                for j, key in enumerate(keys):
-                    try:
-                        text = pa.array([key], pa.binary()).cast(pa.string())
-                        values.append(coerce(text, self.schema.field(column).type)[0].as_py())
-                        good.append(j)
-                    except (*CAST_ERRORS, UnicodeDecodeError):
-                        slot[where[j]] = -2
-                        if raw.values[where[j]] is not None:
-                            errors.append(
-                                DecodeError(*_locator(raw, None)(int(where[j])), "bad_key", "")
-                            )
-                slot[where[good]] = np.arange(len(good))
-                return pa.Table.from_arrays(
-                    [pa.array(values, key_schema[0].type)], schema=key_schema
-                ), slot
+            decoded, failed = bytes_as(pa.array(keys, pa.binary()), key_schema[0].type)
+            good = np.flatnonzero(~failed)
+            for j in np.flatnonzero(failed).tolist():
+                slot[where[j]] = -2
+                if raw.values[where[j]] is not None:
+                    errors.append(DecodeError(*_locator(raw, None)(int(where[j])), "bad_key", ""))
+            slot[where[good]] = np.arange(len(good))
+            kept = decoded if len(good) == len(keys) else decoded.take(pa.array(good))
+            return pa.Table.from_arrays([kept], schema=key_schema), slot
         table, positions, key_errors = self.keys.decode_values(keys, _locator(raw, where))
         if key_errors:
             index = {
@@ -221,17 +206,7 @@ class BatchDecoder:
                 if name == header:
                     found = value
             values.append(found)
-        text = pa.array(values, pa.binary())
-        try:
-            return coerce(text.cast(pa.string()), target)
-        except (*CAST_ERRORS, UnicodeDecodeError):
-            out = []
-            for value in values:  # rare: keep what converts, null the rest
-                try:
-                    out.append(coerce(pa.array([value], pa.binary()).cast(pa.string()), target)[0])
-                except (*CAST_ERRORS, UnicodeDecodeError):
-                    out.append(None)
-            return pa.array([v.as_py() if v is not None else None for v in out], target)
+        return bytes_as(pa.array(values, pa.binary()), target)[0]
 
     def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys=None) -> pa.Array:
         """The message keys at ``positions`` as index values (null where unusable)."""
@@ -243,19 +218,7 @@ class BatchDecoder:
             take = pa.array(np.where(slots >= 0, slots, 0), mask=slots < 0)
             return table.column(self.table.index).take(take).combine_chunks()
         keys = pa.array([raw.keys[i] for i in positions], pa.binary())
-        try:
-            return pc.cast(pc.cast(keys, pa.string()), self.index_type)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            # Some key is not UTF-8 or does not parse as the index type: cast one
-            # at a time, only in this rare batch, and leave the bad ones null.
-            converted = []
-            for value in keys.to_pylist():
-                try:
-                    text = value.decode("utf-8") if value is not None else None
-                    converted.append(pa.scalar(text, pa.string()).cast(self.index_type).as_py())
-                except (UnicodeDecodeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    converted.append(None)
-            return pa.array(converted, self.index_type)
+        return bytes_as(keys, self.index_type)[0]
 
     def _fold_indexed(
         self,

@@ -151,6 +151,28 @@ def _one_by_one(array: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndar
     return pa.array(values, target), failed
 
 
+def bytes_as(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """Binary values (keys, headers) as ``target``: one cast for the whole array.
+
+    When some value is not UTF-8 or does not convert, each is tried on its own (the
+    rare batch only). Returns the values, null where one failed, and a mask of the
+    failures; null inputs are not failures.
+    """
+    try:
+        return coerce(values.cast(pa.string()), target), np.zeros(len(values), dtype=bool)
+    except CAST_ERRORS:
+        pass
+    out = []
+    failed = np.zeros(len(values), dtype=bool)
+    for i in range(len(values)):
+        try:
+            out.append(coerce(values.slice(i, 1).cast(pa.string()), target)[0].as_py())
+        except CAST_ERRORS:
+            out.append(None)
+            failed[i] = True
+    return pa.array(out, target), failed
+
+
 def merge_pieces(
     pieces: list[tuple[pa.Table, np.ndarray]], schema: pa.Schema
 ) -> tuple[pa.Table, np.ndarray]:
