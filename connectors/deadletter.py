@@ -71,28 +71,42 @@ _CONSUMER_ONLY = (
 )
 
 
-def split_oversized(raw: RawBatch, max_bytes: int) -> tuple[RawBatch, list[DecodeError]]:
-    """The batch without values longer than ``max_bytes``, and an error for each of those."""
-    values = raw.values
-    try:
-        longest = max(map(len, values), default=0)
-    except TypeError:  # tombstones (None) in the batch: the slower way
-        longest = max((len(v) for v in values if v is not None), default=0)
+def split_oversized(
+    raw: RawBatch, max_bytes: int, count_keys: bool = False
+) -> tuple[RawBatch, list[DecodeError]]:
+    """The batch without records larger than ``max_bytes``, and an error for each of those.
+
+    A record's size is its value's, plus its key's when ``count_keys`` (a table
+    that keeps keys, as its index or as columns: a huge key would be a huge row).
+    The usual batch costs one C-level pass per list: only when the longest value
+    plus the longest key could exceed the limit is each record measured.
+    """
+    longest = _longest(raw.values) + (_longest(raw.keys) if count_keys else 0)
     if longest <= max_bytes:
         return raw, []
-    keep = [i for i, v in enumerate(values) if v is None or len(v) <= max_bytes]
+    keys = raw.keys if count_keys else [None] * len(raw)
+    sizes = [len(v or b"") + len(k or b"") for v, k in zip(raw.values, keys, strict=True)]
+    keep = [i for i, size in enumerate(sizes) if size <= max_bytes]
+    what = "key and value" if count_keys else "value"
     errors = [
         DecodeError(
             raw.topic,
             raw.partitions[i],
             raw.offsets[i],
             "oversized",
-            f"{len(v)} bytes, more than max_record_bytes ({max_bytes})",
+            f"{what} {size} bytes, more than max_record_bytes ({max_bytes})",
         )
-        for i, v in enumerate(values)
-        if v is not None and len(v) > max_bytes
+        for i, size in enumerate(sizes)
+        if size > max_bytes
     ]
     return raw.take(keep), errors
+
+
+def _longest(items: list[bytes | None]) -> int:
+    try:
+        return max(map(len, items), default=0)
+    except TypeError:  # tombstones or records without a key (None): the slower way
+        return max((len(v) for v in items if v is not None), default=0)
 
 
 Headers = list[tuple[str, bytes]]

@@ -61,7 +61,8 @@ class RecordFaults:
     def decode(self, name: str, decoder: _Decoder, raw: RawBatch) -> list[DecodedBatch]:
         """The batch decoded, as one or (after a decoder raised) several batches in order."""
         table = self.config.tables[name]
-        kept, oversized = split_oversized(raw, table.max_record_bytes)
+        keeps_keys = table.index is not None or table.key is not None
+        kept, oversized = split_oversized(raw, table.max_record_bytes, count_keys=keeps_keys)
         if len(kept):
             batches = self._decode_isolating(name, decoder, kept)
         else:

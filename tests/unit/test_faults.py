@@ -4,6 +4,7 @@ restarts back off; librdkafka's offset resets are logged."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from connectors.backoff import Backoff
 from connectors.base import RawBatch
@@ -42,6 +43,15 @@ def test_oversized_values_become_errors_and_every_column_stays_aligned():
         (0, 104, "oversized"),
     ]
     assert "50 bytes" in errors[0].detail
+
+
+def test_keys_count_towards_the_size_of_tables_that_keep_them():
+    raw = replace(_batch([b"a" * 10, b"b" * 10, None]), keys=[b"k", b"K" * 50, b"T" * 50])
+    assert split_oversized(raw, 20)[0] is raw  # keys not kept: only values count
+    kept, errors = split_oversized(raw, 20, count_keys=True)
+    assert kept.values == [b"a" * 10] and kept.keys == [b"k"]
+    assert [(e.offset, e.reason) for e in errors] == [(101, "oversized"), (102, "oversized")]
+    assert "key and value 60 bytes" in errors[0].detail
 
 
 def test_offset_resets_are_logged_as_warnings_with_the_table(caplog):
