@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import DecodedBatch, DecodeError, DecoderSpec, Locator, RawBatch
+from connectors.base import DecodedBatch, DecodeError, Locator, RawBatch
 from connectors.decoders import make_decoder
 from connectors.decoders.columns import (
     TIMESTAMP_MS,
@@ -35,8 +35,7 @@ from connectors.decoders.columns import (
     is_utf8,
 )
 from connectors.schema import arrow_schema
-from service.config import TableConfig
-from service.formatconfig import SchemaRegistryConfig, extra_columns
+from connectors.spec import TableDecodeSpec
 
 
 def _drop_invalid_utf8(
@@ -81,27 +80,20 @@ def _locator(raw: RawBatch, mapping: np.ndarray | None) -> Locator:
 class BatchDecoder:
     """Decodes raw batches for one table."""
 
-    def __init__(
-        self, table_name: str, table: TableConfig, registry: SchemaRegistryConfig | None = None
-    ):
-        self.table_name = table_name
-        self.table = table
-        self.schema = arrow_schema(table.schema_)
-        extra = extra_columns(table)
+    def __init__(self, spec: TableDecodeSpec):
+        self.table = spec
+        self.schema = arrow_schema(dict(spec.columns))
+        extra = spec.extra_columns
         self.value_schema = pa.schema([f for f in self.schema if f.name not in extra])
-        self.values = make_decoder(
-            DecoderSpec.for_values(table, self.value_schema.names, registry), self.value_schema
-        )
-        self.index_type = self.schema.field(table.index).type if table.index else None
+        self.values = make_decoder(spec.value, self.value_schema)
+        self.index_type = self.schema.field(spec.index).type if spec.index else None
         self.extra = extra
-        key = table.key
-        self.key_columns = key.columns if key is not None else []
+        self.key_columns = list(spec.key_columns)
         self.keys = None
-        key_spec = DecoderSpec.for_key(table, registry)
-        if key_spec is not None:
+        if spec.key is not None:
             key_schema = pa.schema([self.schema.field(c) for c in self.key_columns])
-            self.keys = make_decoder(key_spec, key_schema)
-        self.index_from_key = table.index is not None and table.index in self.key_columns
+            self.keys = make_decoder(spec.key, key_schema)
+        self.index_from_key = spec.index is not None and spec.index in self.key_columns
 
     def decode(self, raw: RawBatch) -> DecodedBatch:
         n = len(raw)
@@ -237,9 +229,9 @@ class BatchDecoder:
                 rows = rows.filter(keep)
                 row_positions = row_positions[~not_text]
                 columns = {c: a.filter(keep) for c, a in columns.items()}
-        if self.table.metadata is not None:
+        if self.table.metadata:
             take = pa.array(row_positions, pa.int64())
-            for name, item in self.table.metadata.columns().items():
+            for name, item in self.table.metadata.items():
                 if item == "partition":
                     columns[name] = pa.array(raw.partitions, pa.int64()).take(take)
                 elif item == "offset":
@@ -249,7 +241,7 @@ class BatchDecoder:
                     columns[name] = stamps.cast(TIMESTAMP_MS)
                 else:
                     columns[name] = pa.array([raw.topic] * len(row_positions), pa.string())
-            for name in self.table.metadata.columns():
+            for name in self.table.metadata:
                 columns[name] = coerce(columns[name], self.schema.field(name).type)
         arrays = [
             columns[f.name] if f.name in columns else rows.column(f.name) for f in self.schema
@@ -338,7 +330,7 @@ class BatchDecoder:
                     DecodeError(
                         *locate(int(tombstones[i])),
                         "bad_key",
-                        f"tombstone key is missing or not a valid {self.table.schema_[index]}",
+                        f"tombstone key is missing or not a valid {self.table.columns[index]}",
                     )
                     for i in pc.indices_nonzero(pc.invert(valid)).to_pylist()
                 )

@@ -29,8 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
@@ -39,14 +37,13 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from connectors.backoff import Backoff
 from connectors.base import RawBatch
 from connectors.kafkalog import LibrdkafkaLog
+from connectors.source import Partition, SourceCallbacks, StartPolicy
 
 log = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
-"""(topic, partition)"""
-
-# Tuned defaults (see the field notes): without fetch.queue.backoff.ms the
-# consumer idles up to a second between fetches while a backlog waits.
+# Tuned defaults: with librdkafka's default fetch.queue.backoff.ms (1000 ms) the consumer
+# drains its queue and then idles up to a second between fetches while a backlog waits
+# (measured: ~0.19 M msg/s by default, ~2.1 M msg/s with 1 ms, small records).
 DEFAULT_CLIENT_PROPERTIES: dict[str, str | int | bool] = {
     "fetch.queue.backoff.ms": 1,
     "queued.min.messages": 200000,
@@ -62,43 +59,6 @@ LINGER_S = 0.005
 METADATA_REFRESH_S = 30.0
 CONNECTION_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 CALLBACK_LOG_INTERVAL_S = 10.0
-
-
-@dataclass(frozen=True)
-class StartPolicy:
-    """Where to start reading: earliest, latest, or a time window back from now."""
-
-    kind: str  # "earliest" | "latest" | "lookback"
-    window: timedelta | None = None
-
-    @classmethod
-    def parse(cls, text: str, window: timedelta | None) -> StartPolicy:
-        if text in ("earliest", "latest"):
-            return cls(text)
-        return cls("lookback", window)
-
-    @property
-    def reset(self) -> str:
-        """auto.offset.reset when retention deleted the offsets we wanted."""
-        return "latest" if self.kind == "latest" else "earliest"
-
-
-@dataclass
-class SourceCallbacks:
-    """How a source reports to its owner; every callback runs on the source's thread.
-
-    ``on_batch`` hands a batch over: once it returns, the batch is the owner's and
-    is never read again, even after a restart; if it raises, the consumer restarts
-    and reads the batch again. An exception from any other callback is logged and
-    ignored. ``on_restart`` is told of each failure after which the consumer
-    restarts.
-    """
-
-    on_batch: Callable[[RawBatch, dict[Partition, int]], None]
-    on_assigned: Callable[[dict[Partition, int], dict[Partition, int]], None]
-    on_watermarks: Callable[[dict[Partition, int]], None]
-    on_connected: Callable[[bool], None]
-    on_restart: Callable[[BaseException], None] | None = None
 
 
 def consumer_properties(
@@ -315,7 +275,7 @@ class KafkaSource:
         self._assigned.update(new)
         for tp in new:
             self._resume.setdefault(tp, starts[tp])
-        policy = self.policy.kind if self.policy.kind != "lookback" else f"-{self.policy.window}"
+        policy = str(self.policy)
         log.info(
             "table %s: assigned %d partition(s) of %s, start %s",
             self.name,

@@ -35,11 +35,12 @@ import pyarrow as pa
 from connectors.backoff import Backoff
 from connectors.base import DecodedBatch, RawBatch
 from connectors.decoding import BatchDecoder
-from connectors.kafka import KafkaSource, SourceCallbacks, StartPolicy, consumer_properties
-from service.config import LivetablesConfig, lookback
+from connectors.kafka import KafkaSource, consumer_properties
+from connectors.source import Partition, SourceCallbacks
+from service.config import LivetablesConfig, decode_spec
 from service.faults import RecordFaults
 from service.metrics import Metrics
-from service.progress import Partition, TableProgress
+from service.progress import TableProgress
 from service.replication import Replicator
 from service.tables import TableHost
 
@@ -88,8 +89,8 @@ class Ingestor:
 
     def _make_source(self, name: str) -> KafkaSource:
         table = self.config.tables[name]
-        policy = StartPolicy.parse(table.start, lookback(table.start))
-        decoder = BatchDecoder(name, table, self.config.kafka.schema_registry)
+        policy = table.start
+        decoder = BatchDecoder(decode_spec(table, self.config.kafka.schema_registry))
         progress = self.progress[name]
         metrics = self.metrics
 

@@ -16,7 +16,7 @@ from typing import Any
 from tornado.httpserver import HTTPServer
 
 from service import __version__
-from service.config import LivetablesConfig
+from service.config import LivetablesConfig, resolve_config
 from service.ingest import Ingestor
 from service.metrics import Metrics
 from service.replication import Replicator
@@ -29,10 +29,8 @@ log = logging.getLogger(__name__)
 
 class Service:
     def __init__(self, config: LivetablesConfig) -> None:
-        from connectors.derive import resolve_schemas
-
-        # Tables without `schema:` take their columns from the record schema now.
-        config, _ = resolve_schemas(config)
+        # Resolved once: `livetables serve` hands over a resolved configuration already.
+        config, _ = resolve_config(config)
         self.config = config
         self.metrics = Metrics(__version__)
         self.host = TableHost(config)

@@ -76,9 +76,9 @@ def load_schema(options) -> Any:
         except OSError as exc:
             raise AvroSchemaError(f"cannot read schema_file: {exc.strerror or exc}") from None
         return _json(text, "schema_file")
-    if isinstance(options.schema_, str):
-        return _json(options.schema_, "schema")
-    return options.schema_
+    if isinstance(options.schema, str):
+        return _json(options.schema, "schema")
+    return options.schema
 
 
 def _json(text: str, where: str) -> Any:
@@ -353,8 +353,44 @@ def _arrow_type(schema: Any) -> pa.DataType | None:
     return _PRIMITIVE_ARROW.get(avro_kind(schema))
 
 
+class AvroRecordSchema:
+    """An Avro record schema seen as Perspective columns."""
+
+    def __init__(self, schema: Any):
+        self.schema = schema
+
+    def columns(self) -> tuple[dict[str, str], dict[str, str]]:
+        return derive_columns(self.schema)
+
+    def path_type(self, path: tuple[str, ...]) -> str | None:
+        return path_type(self.schema, path)
+
+
+def writer_schema(registered: RegisteredSchema) -> Any:
+    """A registered Avro schema as fastavro takes it: referenced named types inlined."""
+    main = json.loads(registered.text)
+    if not registered.references:
+        return main
+    # Named types defined in referenced schemas: parse them first, in order.
+    return inline_references([*map(json.loads, registered.references.values()), main])
+
+
 class AvroDecoder(Decoder):
     name = "avro"
+    options = frozenset({"schema", "schema_file", "subject"})
+    carries_schema = True
+
+    @classmethod
+    def uses_registry(cls, options) -> bool:
+        return options.schema is None and options.schema_file is None
+
+    @classmethod
+    def record_schema(cls, options, registered) -> AvroRecordSchema:
+        if registered is None:
+            return AvroRecordSchema(load_schema(options))
+        if registered.schema_type != "AVRO":
+            raise ValueError(f"the registry's schema is {registered.schema_type}, not AVRO")
+        return AvroRecordSchema(writer_schema(registered))
 
     def __init__(self, spec, arrow_schema):
         super().__init__(spec, arrow_schema)
@@ -363,7 +399,7 @@ class AvroDecoder(Decoder):
         self._plain: _Plan | None = None
         self._plans: dict[int, _Plan | Exception] = {}
         self._reader: Any = None
-        if spec.options.uses_registry("avro"):
+        if self.uses_registry(spec.options):
             if spec.registry is None:
                 raise AvroSchemaError("avro without a schema needs kafka.schema_registry")
             self._registry = registry_for(spec.registry)
@@ -380,10 +416,7 @@ class AvroDecoder(Decoder):
             return None
         if registered is None or registered.schema_type != "AVRO":
             return None
-        main = json.loads(registered.text)
-        if registered.references:
-            return inline_references([*map(json.loads, registered.references.values()), main])
-        return main
+        return writer_schema(registered)
 
     def _plan(self, schema_id: int) -> _Plan:
         plan = self._plans.get(schema_id)
@@ -393,12 +426,7 @@ class AvroDecoder(Decoder):
         registered: RegisteredSchema = self._registry.schema(schema_id)
         if registered.schema_type != "AVRO":
             raise UnknownSchema(f"schema id {schema_id} is {registered.schema_type}, not AVRO")
-        writer = json.loads(registered.text)
-        if registered.references:
-            # Named types defined in referenced schemas: parse them first, in order.
-            writer = [*(json.loads(t) for t in registered.references.values()), writer]
-            writer = inline_references(writer)
-        plan = _Plan(writer, self._paths, skip=5, reader=self._reader)
+        plan = _Plan(writer_schema(registered), self._paths, skip=5, reader=self._reader)
         self._plans[schema_id] = plan
         return plan
 

@@ -30,6 +30,7 @@ _TEXT_PARSED = (pa.types.is_timestamp, pa.types.is_date, pa.types.is_boolean)
 
 class CsvDecoder(Decoder):
     name = "csv"
+    options = frozenset({"delimiter", "header", "columns"})
 
     def __init__(self, spec, arrow_schema):
         super().__init__(spec, arrow_schema)

@@ -352,8 +352,44 @@ class _Plan:
             self.columnar = None
 
 
+class ProtobufRecordSchema:
+    """A Protobuf message seen as Perspective columns."""
+
+    def __init__(self, descriptor: Descriptor):
+        self.descriptor = descriptor
+
+    def columns(self) -> tuple[dict[str, str], dict[str, str]]:
+        return derive_columns(self.descriptor)
+
+    def path_type(self, path: tuple[str, ...]) -> str | None:
+        return path_type(self.descriptor, path)
+
+
 class ProtobufDecoder(Decoder):
     name = "protobuf"
+    options = frozenset({"descriptor_file", "message", "subject"})
+    carries_schema = True
+
+    @classmethod
+    def uses_registry(cls, options) -> bool:
+        return options.descriptor_file is None
+
+    @classmethod
+    def record_schema(cls, options, registered) -> ProtobufRecordSchema:
+        if registered is None:
+            pool = load_descriptor_set(options.descriptor_file)
+            file_name = None
+        else:
+            if registered.schema_type != "PROTOBUF":
+                raise ValueError(f"the registry's schema is {registered.schema_type}, not PROTOBUF")
+            pool, file_name = pool_from_registry(registered.text, registered.references)
+        if options.message:
+            try:
+                return ProtobufRecordSchema(pool.FindMessageTypeByName(options.message))
+            except KeyError:
+                raise ValueError(f"message {options.message!r} is not in the schema") from None
+        assert file_name is not None
+        return ProtobufRecordSchema(message_by_index(pool, file_name, ()))
 
     def __init__(self, spec, arrow_schema):
         super().__init__(spec, arrow_schema)
@@ -362,7 +398,7 @@ class ProtobufDecoder(Decoder):
         self._plain: _Plan | None = None
         self._schemas: dict[int, tuple[Any, str] | None] = {}
         self._plans: dict[tuple[int, tuple[int, ...]], _Plan] = {}
-        if spec.options.uses_registry("protobuf"):
+        if self.uses_registry(spec.options):
             if spec.registry is None:
                 raise ProtobufSchemaError("protobuf without a descriptor needs a registry")
             self._registry = registry_for(spec.registry)

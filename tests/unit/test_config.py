@@ -16,7 +16,7 @@ def test_defaults_fill_a_minimal_file():
     assert config.kafka.bootstrap_servers == "localhost:9092"
     assert config.server.port == 8080
     table = config.tables["t"]
-    assert table.format == "json" and table.start == "earliest" and not table.editable
+    assert table.format == "json" and str(table.start) == "earliest" and not table.editable
     assert table.topic_list == ["a"]
 
 
