@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
@@ -55,6 +56,32 @@ Locator = Callable[[int], tuple[str, int, int]]
 """Maps a value's position in a batch to (topic, partition, offset)."""
 
 
+class DecodeReason(StrEnum):
+    """Why a record did not become a row: the ``reason`` label of ``decode_errors_total``.
+
+    Each value is the metric label (and the dead-letter ``livetables-error-reason``
+    header), so a member compares and prints as that string.
+    """
+
+    INVALID_JSON = "invalid_json"
+    NOT_OBJECT = "not_object"
+    TYPE_MISMATCH = "type_mismatch"
+    INVALID_UTF8 = "invalid_utf8"
+    OVERSIZED = "oversized"
+    DECODER_ERROR = "decoder_error"
+    MISSING_INDEX = "missing_index"
+    BAD_KEY = "bad_key"
+    UNEXPECTED_TOMBSTONE = "unexpected_tombstone"
+    UPDATE_FAILED = "update_failed"
+    INVALID_CSV = "invalid_csv"
+    INVALID_AVRO = "invalid_avro"
+    INVALID_PROTOBUF = "invalid_protobuf"
+    INVALID_ARROW = "invalid_arrow"
+    BAD_FRAMING = "bad_framing"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeError:
     """One record that could not become a row; where it is and why."""
@@ -62,7 +89,7 @@ class DecodeError:
     topic: str
     partition: int
     offset: int
-    reason: str
+    reason: DecodeReason
     detail: str
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import DecodedBatch, DecodeError, Locator, RawBatch
+from connectors.base import DecodedBatch, DecodeError, DecodeReason, Locator, RawBatch
 from connectors.decoders import make_decoder
 from connectors.decoders.columns import (
     TIMESTAMP_MS,
@@ -62,7 +62,7 @@ def _drop_invalid_utf8(
         first_row.setdefault(int(positions[i]), i)
     for position, i in sorted(first_row.items()):
         detail = f"{what} {columns[i]!r} is not valid UTF-8"
-        errors.append(DecodeError(*locate(position), "invalid_utf8", detail))
+        errors.append(DecodeError(*locate(position), DecodeReason.INVALID_UTF8, detail))
     keep = ~np.isin(positions, np.fromiter(first_row, dtype=np.int64, count=len(first_row)))
     return rows.filter(pa.array(keep)), positions[keep]
 
@@ -123,7 +123,9 @@ class BatchDecoder:
         if self.table.index is None:
             errors.extend(
                 DecodeError(
-                    *locate(int(i)), "unexpected_tombstone", "null value on a table without index"
+                    *locate(int(i)),
+                    DecodeReason.UNEXPECTED_TOMBSTONE,
+                    "null value on a table without index",
                 )
                 for i in tombstones
             )
@@ -163,7 +165,9 @@ class BatchDecoder:
                 slot[where[j]] = -2
                 if raw.values[where[j]] is not None:
                     reason, detail = (
-                        ("bad_key", "") if is_utf8(keys[j]) else ("invalid_utf8", "key")
+                        (DecodeReason.BAD_KEY, "")
+                        if is_utf8(keys[j])
+                        else (DecodeReason.INVALID_UTF8, "key")
                     )
                     errors.append(DecodeError(*_locator(raw, None)(int(where[j])), reason, detail))
             slot[where[good]] = np.arange(len(good))
@@ -181,7 +185,7 @@ class BatchDecoder:
                 e for e in key_errors if raw.values[index[(e.partition, e.offset)]] is not None
             ]
         for error in key_errors:
-            if error.reason == "invalid_utf8":
+            if error.reason == DecodeReason.INVALID_UTF8:
                 errors.append(error)
                 continue
             errors.append(
@@ -189,7 +193,7 @@ class BatchDecoder:
                     error.topic,
                     error.partition,
                     error.offset,
-                    "bad_key",
+                    DecodeReason.BAD_KEY,
                     f"{error.reason}: {error.detail}",
                 )
             )
@@ -223,7 +227,9 @@ class BatchDecoder:
                 locate = _locator(raw, None)
                 for i in np.flatnonzero(not_text).tolist():
                     errors.append(
-                        DecodeError(*locate(int(row_positions[i])), "invalid_utf8", "header")
+                        DecodeError(
+                            *locate(int(row_positions[i])), DecodeReason.INVALID_UTF8, "header"
+                        )
                     )
                 keep = pa.array(~not_text)
                 rows = rows.filter(keep)
@@ -308,7 +314,7 @@ class BatchDecoder:
                 errors.extend(
                     DecodeError(
                         *locate(int(row_positions[i])),
-                        "missing_index",
+                        DecodeReason.MISSING_INDEX,
                         f"no {index!r} in the record and no usable message key",
                     )
                     for i in pc.indices_nonzero(missing).to_pylist()
@@ -329,7 +335,7 @@ class BatchDecoder:
                 errors.extend(
                     DecodeError(
                         *locate(int(tombstones[i])),
-                        "bad_key",
+                        DecodeReason.BAD_KEY,
                         f"tombstone key is missing or not a valid {self.table.columns[index]}",
                     )
                     for i in pc.indices_nonzero(pc.invert(valid)).to_pylist()

@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Protocol
 
-from connectors.base import DecodedBatch, DecodeError, RawBatch
+from connectors.base import DecodedBatch, DecodeError, DecodeReason, RawBatch
 from connectors.deadletter import DeadLetterSink, split_oversized
 from service.config import LivetablesConfig
 from service.metrics import Metrics
@@ -88,7 +88,11 @@ class RecordFaults:
                 self._log(name, "table %s: the decoder raised on the record at %s", name, where)
                 log.debug("decoder failure", exc_info=exc)
                 error = DecodeError(
-                    raw.topic, raw.partitions[0], raw.offsets[0], "decoder_error", repr(exc)[:200]
+                    raw.topic,
+                    raw.partitions[0],
+                    raw.offsets[0],
+                    DecodeReason.DECODER_ERROR,
+                    repr(exc)[:200],
                 )
                 return [DecodedBatch(rows=None, errors=[error], records=1)]
         middle = len(raw) // 2

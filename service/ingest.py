@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from connectors.backoff import Backoff
-from connectors.base import DecodedBatch, RawBatch
+from connectors.base import DecodedBatch, DecodeReason, RawBatch
 from connectors.decoding import BatchDecoder
 from connectors.kafka import KafkaSource, consumer_properties
 from connectors.source import Partition, SourceCallbacks
@@ -291,7 +291,9 @@ class Ingestor:
             except Exception:
                 # An update the engine refuses must not stop the table: log and go on.
                 log.exception("table %s: update of %d rows failed", name, batch.row_count)
-                self.metrics.decode_errors.labels(name, "update_failed").inc(batch.row_count)
+                self.metrics.decode_errors.labels(name, DecodeReason.UPDATE_FAILED).inc(
+                    batch.row_count
+                )
             else:
                 applied_at = time.time()
                 self.metrics.update_duration.labels(name).observe(time.perf_counter() - started)

@@ -16,7 +16,9 @@ def test_nothing_under_connectors_imports_service():
 def test_an_import_of_service_under_connectors_is_named_even_inside_a_function(tmp_path):
     module = tmp_path / "connectors" / "decoders" / "late.py"
     module.parent.mkdir(parents=True)
-    module.write_text("def f():\n    from service.config import TableConfig\n    return TableConfig\n")
+    module.write_text(
+        "def f():\n    from service.config import TableConfig\n    return TableConfig\n"
+    )
     (tmp_path / "connectors" / "fine.py").write_text("import services_elsewhere\n")
     assert check["violations"](tmp_path) == [
         "connectors/decoders/late.py:2: imports service.config"
