@@ -93,9 +93,9 @@ class DecodeError:
     detail: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class DecodedBatch:
-    """What one decode produced, ready to apply to a table.
+    """What one decode produced, ready to apply to a table (frozen: it crosses threads).
 
     ``rows`` holds the records to update (for an indexed table, only the last
     record per key); ``removals`` the index values to remove. ``timestamps_ms``
