@@ -30,10 +30,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from connectors import extract
 from connectors.backoff import Backoff
 from connectors.base import RawBatch
 from connectors.kafkalog import LibrdkafkaLog
@@ -213,8 +213,8 @@ class KafkaSource:
                     self._on_error(error)
         if good:
             self._set_connected(True)
-            for raw in self._raw_batches(good):
-                batch_positions = _next_offsets(raw)
+            for raw in extract.raw_batches(self.topics, good, self.headers):
+                batch_positions = extract.next_offsets(raw)
                 for tp, offset in positions.items():
                     if tp[0] == raw.topic and offset > batch_positions.get(tp, -1):
                         batch_positions[tp] = offset
@@ -223,14 +223,6 @@ class KafkaSource:
         elif positions:
             self.callbacks.on_batch(RawBatch(self.topics[0], [], [], [], [], []), positions)
             self._resume.update(positions)
-
-    def _raw_batches(self, messages: list) -> list[RawBatch]:
-        if len(self.topics) == 1:
-            return [_raw_batch(self.topics[0], messages, self.headers)]
-        by_topic: dict[str, list] = {}
-        for m in messages:
-            by_topic.setdefault(m.topic(), []).append(m)
-        return [_raw_batch(topic, ms, self.headers) for topic, ms in by_topic.items()]
 
     # -- partitions and start offsets -------------------------------------------
 
@@ -388,26 +380,3 @@ class KafkaSource:
             elif was is False:
                 log.info("table %s: reconnected to kafka", self.name)
             self._notify(self.callbacks.on_connected, connected)
-
-
-def _raw_batch(topic: str, messages: list, headers: bool = False) -> RawBatch:
-    """Columns of a batch: one list per field, the only per-record Python on the path."""
-    return RawBatch(
-        topic=topic,
-        values=[m.value() for m in messages],
-        keys=[m.key() for m in messages],
-        timestamps_ms=[m.timestamp()[1] for m in messages],
-        partitions=[m.partition() for m in messages],
-        offsets=[m.offset() for m in messages],
-        headers=[m.headers() for m in messages] if headers else None,
-    )
-
-
-def _next_offsets(raw: RawBatch) -> dict[Partition, int]:
-    """The next offset to read per partition after this batch."""
-    partitions = np.asarray(raw.partitions, dtype=np.int64)
-    offsets = np.asarray(raw.offsets, dtype=np.int64)
-    unique, inverse = np.unique(partitions, return_inverse=True)
-    highest = np.full(len(unique), -1, dtype=np.int64)
-    np.maximum.at(highest, inverse, offsets)
-    return {(raw.topic, int(p)): int(o) + 1 for p, o in zip(unique, highest, strict=True)}
