@@ -278,7 +278,7 @@ class BatchDecoder:
             )
         return converted, failed
 
-    def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys=None) -> pa.Array:
+    def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys) -> pa.Array:
         """The message keys at ``positions`` as index values (null where unusable)."""
         if self.index_from_key and decoded_keys is not None:
             table, slot = decoded_keys
@@ -298,7 +298,7 @@ class BatchDecoder:
         tombstones: np.ndarray,
         errors: list[DecodeError],
         timestamps: pa.Array,
-        decoded_keys=None,
+        decoded_keys,
     ) -> DecodedBatch:
         index = self.table.index
         assert index is not None

@@ -92,14 +92,12 @@ class KafkaSource:
         properties: dict[str, object],
         policy: StartPolicy,
         callbacks: SourceCallbacks,
-        max_batch: int = MAX_BATCH,
         headers: bool = False,
     ) -> None:
         self.name = name
         self.topics = list(topics)
         self.policy = policy
         self.callbacks = callbacks
-        self.max_batch = max_batch
         self.headers = headers  # carry record headers: only for tables with header columns
         self._properties = dict(properties)
         self._properties["stats_cb"] = self._on_stats
@@ -182,7 +180,7 @@ class KafkaSource:
                 log.debug("table %s: consumer close: %r", self.name, exc)
 
     def _next_batch(self, consumer: Consumer) -> list:
-        """What is already fetched, up to max_batch; else wait for the next message only.
+        """What is already fetched, up to MAX_BATCH; else wait for the next message only.
 
         ``consume(n, timeout)`` waits until it has ``n`` messages or the timeout
         passes, which would add up to the timeout to every record's latency on a
@@ -190,13 +188,13 @@ class KafkaSource:
         message plus a short linger, gives large batches under a backlog and low
         latency live.
         """
-        messages = consumer.consume(self.max_batch, 0)
+        messages = consumer.consume(MAX_BATCH, 0)
         if messages:
             return messages
         messages = consumer.consume(1, POLL_TIMEOUT_S)
         if messages:
             # A few milliseconds for the rest of a burst: fewer, larger updates.
-            messages.extend(consumer.consume(self.max_batch - 1, LINGER_S))
+            messages.extend(consumer.consume(MAX_BATCH - 1, LINGER_S))
         return messages
 
     def _handle(self, messages: list) -> None:

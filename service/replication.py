@@ -105,10 +105,8 @@ class Replicator:
         with self.lock:
             self._subscribers[name].discard(subscriber)
 
-    def subscriber_count(self, name: str | None = None) -> int:
-        if name is not None:
-            return len(self._subscribers[name])
-        return sum(len(s) for s in self._subscribers.values())
+    def subscriber_count(self, name: str) -> int:
+        return len(self._subscribers[name])
 
     def interval(self) -> float:
         """How long to wait before the next flush, for the largest audience."""

@@ -32,11 +32,11 @@ class Ingestor:
         config: LivetablesConfig,
         host: TableHost,
         metrics: Metrics,
-        replicator: Replicator | None = None,
+        replicator: Replicator,
     ) -> None:
         self.config = config
         self.metrics = metrics
-        self.replicator = replicator or Replicator(host)
+        self.replicator = replicator
         self.progress = {name: TableProgress(name) for name in config.tables}
         self.dead_letters = DeadLetters(config, metrics)
         self.report = BadRecordReport(metrics)
