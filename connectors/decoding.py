@@ -81,7 +81,7 @@ class BatchDecoder:
     """Decodes raw batches for one table."""
 
     def __init__(self, spec: TableDecodeSpec):
-        self.table = spec
+        self.spec = spec
         self.schema = arrow_schema(dict(spec.columns))
         extra = spec.extra_columns
         self.value_schema = pa.schema([f for f in self.schema if f.name not in extra])
@@ -120,7 +120,7 @@ class BatchDecoder:
             )
         rows, row_positions = _drop_invalid_utf8(raw, rows, row_positions, errors)
 
-        if self.table.index is None:
+        if self.spec.index is None:
             errors.extend(
                 DecodeError(
                     *locate(int(i)),
@@ -129,8 +129,8 @@ class BatchDecoder:
                 )
                 for i in tombstones
             )
-            if self.table.limit is not None and rows.num_rows > self.table.limit:
-                rows = rows.slice(rows.num_rows - self.table.limit)
+            if self.spec.limit is not None and rows.num_rows > self.spec.limit:
+                rows = rows.slice(rows.num_rows - self.spec.limit)
             return DecodedBatch(
                 rows=rows if rows.num_rows else None,
                 errors=errors,
@@ -218,9 +218,9 @@ class BatchDecoder:
                     if table.num_rows
                     else pa.nulls(len(slots), self.schema.field(name).type)
                 )
-        if self.table.headers:
+        if self.spec.headers:
             not_text = np.zeros(len(row_positions), dtype=bool)
-            for name, header in self.table.headers.items():
+            for name, header in self.spec.headers.items():
                 columns[name], failed = self._header_column(raw, row_positions, header, name)
                 not_text |= failed
             if not_text.any():  # a header that is not UTF-8 makes its record a bad one
@@ -235,9 +235,9 @@ class BatchDecoder:
                 rows = rows.filter(keep)
                 row_positions = row_positions[~not_text]
                 columns = {c: a.filter(keep) for c, a in columns.items()}
-        if self.table.metadata:
+        if self.spec.metadata:
             take = pa.array(row_positions, pa.int64())
-            for name, item in self.table.metadata.items():
+            for name, item in self.spec.metadata.items():
                 if item == "partition":
                     columns[name] = pa.array(raw.partitions, pa.int64()).take(take)
                 elif item == "offset":
@@ -247,7 +247,7 @@ class BatchDecoder:
                     columns[name] = stamps.cast(TIMESTAMP_MS)
                 else:
                     columns[name] = pa.array([raw.topic] * len(row_positions), pa.string())
-            for name in self.table.metadata:
+            for name in self.spec.metadata:
                 columns[name] = coerce(columns[name], self.schema.field(name).type)
         arrays = [
             columns[f.name] if f.name in columns else rows.column(f.name) for f in self.schema
@@ -286,7 +286,7 @@ class BatchDecoder:
             if not table.num_rows:
                 return pa.nulls(len(positions), self.index_type)
             take = pa.array(np.where(slots >= 0, slots, 0), mask=slots < 0)
-            return table.column(self.table.index).take(take).combine_chunks()
+            return table.column(self.spec.index).take(take).combine_chunks()
         keys = pa.array([raw.keys[i] for i in positions], pa.binary())
         return bytes_as(keys, self.index_type)[0]
 
@@ -300,7 +300,7 @@ class BatchDecoder:
         timestamps: pa.Array,
         decoded_keys,
     ) -> DecodedBatch:
-        index = self.table.index
+        index = self.spec.index
         assert index is not None
         locate = _locator(raw, None)
         # Upserts: the index column, or the message key where the record has none.
@@ -336,7 +336,7 @@ class BatchDecoder:
                     DecodeError(
                         *locate(int(tombstones[i])),
                         DecodeReason.BAD_KEY,
-                        f"tombstone key is missing or not a valid {self.table.columns[index]}",
+                        f"tombstone key is missing or not a valid {self.spec.columns[index]}",
                     )
                     for i in pc.indices_nonzero(pc.invert(valid)).to_pylist()
                 )

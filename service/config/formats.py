@@ -11,6 +11,7 @@ here without a list to keep in sync. Column types default as follows when
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
@@ -27,6 +28,14 @@ METADATA_TYPES = {
     "timestamp": "datetime",
     "topic": "string",
 }
+
+
+def known_format(value: str, known: Iterable[str], what: str = "format") -> str:
+    """``value`` if it names a known format; else ValueError listing the known ones."""
+    names = list(known)
+    if value not in names:
+        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(names)}")
+    return value
 
 
 def formats_reading(option: str) -> list[str]:
@@ -106,9 +115,7 @@ class KeyConfig(Strict):
     @field_validator("format")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in KEY_FORMATS:
-            raise ValueError(f"unknown key format {value!r}; known: {', '.join(KEY_FORMATS)}")
-        return value
+        return known_format(value, KEY_FORMATS, "key format")
 
     @model_validator(mode="after")
     def _one_target(self) -> KeyConfig:

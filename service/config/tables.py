@@ -18,6 +18,7 @@ from service.config.formats import (
     add_extra_columns,
     carries_schema,
     extra_columns,
+    known_format,
 )
 
 ColumnType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
@@ -75,9 +76,7 @@ class TableConfig(Strict):
     @field_validator("format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        if value not in DECODERS:
-            raise ValueError(f"unknown format {value!r}; known: {', '.join(DECODERS)}")
-        return value
+        return known_format(value, DECODERS)
 
     @model_validator(mode="after")
     def _consistent(self) -> TableConfig:

@@ -50,7 +50,7 @@ class TablePipeline:
         self.decoder = decoder
         self.max_record_bytes = table.max_record_bytes
         # A table that keeps keys (as its index or as columns) counts them in a record's size.
-        self.keeps_keys = decoder.table.keeps_keys
+        self.keeps_keys = decoder.spec.keeps_keys
         self.dead_letters = dead_letters
         self.report = report
         self._log = RateLimitedLog(DECODER_FAILURE_LOG_INTERVAL_S)
