@@ -3,8 +3,8 @@
 helm and kubeconform come from ``.tools/bin`` (``make helm-tools``) or PATH; a missing tool
 fails the tests. kubeconform validates offline against the Kubernetes JSON schemas that the
 PyPI package kubernetes-validate ships (rewritten here into the file layout kubeconform
-reads), and against strict subsets of the ServiceMonitor and HTTPRoute CRDs kept in
-``tests/helm/crd-schemas``.
+reads), and against strict subsets of the ServiceMonitor, PrometheusRule and HTTPRoute CRDs
+kept in ``tests/helm/crd-schemas``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ CI_VALUES = {p.name.removesuffix("-values.yaml"): p for p in sorted((CHART / "ci
 HERE = Path(__file__).parent
 BAD_VALUES = HERE / "values"
 CRD_SCHEMAS = HERE / "crd-schemas"
+ALERT_RULES = ROOT / "alerts" / "livetables-rules.yaml"
 RELEASE = "lt"
 NAMESPACE = "trading"
 FULLNAME = f"{RELEASE}-livetables"
@@ -561,9 +562,13 @@ def test_container_port_follows_the_configured_port(helm: str) -> None:
 
 def test_ingress_monitoring_and_scaling(helm: str) -> None:
     docs = render_case(helm, "ingress-monitoring-scaling")
-    assert {"Ingress", "ServiceMonitor", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= (
-        kinds(docs)
-    )
+    assert {
+        "Ingress",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    } <= kinds(docs)
     ingress = find(docs, "Ingress")
     annotations = ingress["metadata"]["annotations"]
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
@@ -605,6 +610,48 @@ def test_dashboard_in_the_chart_is_the_one_in_grafana() -> None:
     assert chart_copy.read_bytes() == source.read_bytes(), (
         "helm/livetables/dashboards/livetables.json differs from grafana/livetables.json: "
         "cp grafana/livetables.json helm/livetables/dashboards/livetables.json"
+    )
+
+
+def test_prometheus_rule_holds_the_alerts_rules_file(helm: str) -> None:
+    rule = find(render_case(helm, "ingress-monitoring-scaling"), "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    source = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+    for group in source["groups"]:
+        for alert in group["rules"]:
+            alert["labels"] = {**alert.get("labels", {}), "team": "trading"}
+    assert rule["spec"] == source
+
+
+def test_prometheus_rule_loads_in_prometheus(helm: str, tmp_path: Path) -> None:
+    """What the operator hands Prometheus (the spec as a rules file) passes promtool."""
+    promtool = _tool("promtool")
+    rule = find(render_case(helm, "ingress-monitoring-scaling"), "PrometheusRule")
+    path = tmp_path / "rendered-rules.yaml"
+    path.write_text(yaml.safe_dump(rule["spec"]), encoding="utf-8")
+    result = run([promtool, "check", "rules", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 7 rules found" in result.stdout
+
+
+def test_prometheus_rule_schema_refuses_a_misspelled_field(
+    kubeconform: str, kube_schemas: Path, helm: str
+) -> None:
+    """The CRD schema is strict, so the validation of the rendered rule means something."""
+    rule = find(render_case(helm, "ingress-monitoring-scaling"), "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["expresion"] = rule["spec"]["groups"][0]["rules"][0].pop(
+        "expr"
+    )
+    result = kubeconform_run(kubeconform, kube_schemas, KUBE_VERSIONS[-1], yaml.safe_dump(rule))
+    assert result.returncode != 0
+    assert "expresion" in result.stdout, result.stdout
+
+
+def test_alerts_in_the_chart_are_the_ones_in_the_repository() -> None:
+    chart_copy = CHART / "alerts" / "livetables-rules.yaml"
+    assert chart_copy.read_bytes() == ALERT_RULES.read_bytes(), (
+        "helm/livetables/alerts/livetables-rules.yaml differs from alerts/livetables-rules.yaml: "
+        "cp alerts/livetables-rules.yaml helm/livetables/alerts/livetables-rules.yaml"
     )
 
 
