@@ -63,7 +63,7 @@ wheel: setup
 	$(BIN)/python -c "from setuptools import build_meta; build_meta.build_sdist('dist')"
 
 # The container image, with podman from a locally made Debian base (no registry needed).
-image: setup test-deps
+image: setup
 	bash scripts/build-image.sh
 
 grafana: setup

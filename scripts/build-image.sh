@@ -3,21 +3,32 @@
 #   scripts/build-image.sh [TAG]            (default localhost/livetables:<version>)
 # Needs `make setup` first: the browser files are copied from node_modules into the
 # package while the image is built. Python dependencies are fetched from PyPI in a layer
-# that depends on pyproject.toml alone, with a pip cache mount, so rebuilds reuse them.
-# Elsewhere, `docker build .` works the same with the default python:3.11-slim base.
+# keyed on pyproject.toml alone, so rebuilds after a code change reuse them. BASE_IMAGE
+# names another base you already have (then none is made). Elsewhere, `docker build .` works
+# the same with the default python:3.11-slim base.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml")"
 TAG="${1:-localhost/livetables:$VERSION}"
-BASE="${BASE_IMAGE:-localhost/livetables-base:bookworm}"
+LOCAL_BASE="localhost/livetables-base:bookworm"
+BASE="${BASE_IMAGE:-$LOCAL_BASE}"
 source "$ROOT/scripts/podman-env.sh"
 
+for tool in podman runc; do
+    if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
+        echo "build-image: $tool is missing: bash scripts/install-system-deps.sh --test installs" \
+            "podman, runc and debootstrap" >&2
+        exit 1
+    fi
+done
 if [ ! -f "$ROOT/node_modules/@perspective-dev/viewer/package.json" ]; then
     echo "build-image: node_modules/@perspective-dev is missing: run \`make setup\` (npm ci) first" >&2
     exit 1
 fi
-bash "$ROOT/scripts/make-base-image.sh" "$BASE"
+if [ "$BASE" = "$LOCAL_BASE" ]; then
+    bash "$ROOT/scripts/make-base-image.sh" "$BASE"
+fi
 # The build's pip trusts what this host trusts (a proxy's CA, say): PIP_CERT, else the system
 # bundle, passed as a build secret so it never lands in a layer.
 ca="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"

@@ -19,6 +19,10 @@ if podman image exists "$IMAGE"; then
 fi
 mkdir -p "$CACHE"
 if [ ! -s "$TARBALL" ]; then
+    if ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ]; then
+        echo "make-base-image: debootstrap is missing: bash scripts/install-system-deps.sh --test" >&2
+        exit 1
+    fi
     rootfs="$(mktemp -d)"
     trap 'rm -rf "$rootfs" "$TARBALL.partial"' EXIT
     echo "make-base-image: debootstrap $SUITE into $rootfs (once; cached in $CACHE)" >&2
