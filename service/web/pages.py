@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import Finish, HTTPError, RequestHandler
 
 from service import __version__
 from service.state import ServiceState
@@ -38,10 +38,16 @@ class _Page(RequestHandler):
         return mode
 
     def require_assets(self) -> None:
-        if not self.assets_ok:
-            from service.web.assets import MISSING_ASSETS_HELP
+        """Without the browser files a page cannot work: say so in words a user can act on."""
+        if self.assets_ok:
+            return
+        from service.web.assets import MISSING_ASSETS_HELP
 
-            raise HTTPError(503, MISSING_ASSETS_HELP)
+        # Where it looked and why each place failed is in the service log (file paths are
+        # for operators, not for every browser).
+        self.set_status(503)
+        self.render("missing-assets.html", root="../", help_text=MISSING_ASSETS_HELP)
+        raise Finish()
 
     def render_mode_page(self, template: str, mode: str, **kwargs: Any) -> None:
         self.render(
