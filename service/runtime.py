@@ -13,16 +13,22 @@ import signal
 import socket
 from typing import Any
 
-from tornado.httpserver import HTTPServer
-
 from service import __version__
 from service.config import LivetablesConfig
 from service.ingest import Ingestor
 from service.metrics import Metrics
 from service.replication import Replicator
+from service.security.network import HostPolicy, TrustedProxies
 from service.state import ServiceState
 from service.tables import TableHost
 from service.web.app import make_app
+from service.web.server import (
+    GuardedHTTPServer,
+    RequestScreen,
+    ServerLimits,
+    check_descriptor_budget,
+    raise_open_file_limit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +46,26 @@ class Service:
         self.ingestor = Ingestor(config, self.host, self.metrics, self.replicator)
         self.state = ServiceState(config, self.host, self.ingestor, self.metrics, self.replicator)
         self.sessions: set[Any] = set()
-        self._http: HTTPServer | None = None
+        self._http: GuardedHTTPServer | None = None
         self.port: int | None = None
 
     async def start(self, host: str | None = None, port: int | None = None) -> None:
         host = host if host is not None else self.config.server.host
         port = port if port is not None else self.config.server.port
         app = make_app(self.state, self.sessions)
-        self._http = HTTPServer(app, xheaders=True)
+        server = self.config.server
+        limits = ServerLimits(
+            max_connections=server.max_connections,
+            max_connections_per_address=server.max_connections_per_address,
+            header_timeout_s=server.header_timeout_seconds,
+            max_header_bytes=server.max_header_bytes,
+            max_message_bytes=server.max_request_bytes,
+        )
+        check_descriptor_budget(limits, raise_open_file_limit())
+        screen = RequestScreen(
+            TrustedProxies(server.trusted_proxies), HostPolicy(server.allowed_hosts)
+        )
+        self._http = GuardedHTTPServer(app, limits=limits, screen=screen, metrics=self.metrics)
         sockets = _bind(host, port)
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
