@@ -32,6 +32,11 @@ from service.web.server import (
 
 log = logging.getLogger(__name__)
 
+# Connections the kernel completes before the service accepts them. Tornado's 128 drops
+# the SYNs of a burst (each dropped client retries after a second); the kernel caps it
+# at net.core.somaxconn anyway.
+LISTEN_BACKLOG = 1024
+
 
 class Service:
     def __init__(self, config: LivetablesConfig) -> None:
@@ -104,6 +109,7 @@ def _bind(host: str, port: int) -> list[socket.socket]:
         port,
         address=None if host in ("", "0.0.0.0") else host,
         family=socket.AF_INET if host in ("", "0.0.0.0") else socket.AF_UNSPEC,
+        backlog=LISTEN_BACKLOG,
     )
 
 

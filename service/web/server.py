@@ -60,7 +60,9 @@ log = logging.getLogger(__name__)
 ACCEPT_BATCH = 128  # connections accepted per wake-up before others get the loop
 ACCEPT_PAUSE_S = 0.5
 LOG_INTERVAL_S = 10.0
-LINGER_S = 2.0  # after a refusal, read (and drop) what the client still sends, this long at most
+# After a refusal, read (and drop) what the client still sends, this long and this much at most.
+LINGER_S = 2.0
+LINGER_BYTES = 1024 * 1024
 # Descriptors the process needs besides client connections: Kafka, logs, files.
 RESERVED_FDS = 256
 OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -235,12 +237,14 @@ async def _answer_and_close(stream: IOStream, response: bytes, linger: float) ->
         if stream.socket is not None:
             stream.socket.shutdown(socket.SHUT_WR)
         deadline = stream.io_loop.time() + linger
-        while True:
-            await gen.with_timeout(
+        drained = 0
+        while drained < LINGER_BYTES:
+            chunk = await gen.with_timeout(
                 deadline,
                 stream.read_bytes(64 * 1024, partial=True),
                 quiet_exceptions=(StreamClosedError,),
             )
+            drained += len(chunk)
     except (StreamClosedError, TimeoutError, OSError):
         pass
     finally:
