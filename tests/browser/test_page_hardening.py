@@ -11,10 +11,10 @@ from tests.helpers import json_bytes, produce
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
 LIVE = "() => document.documentElement.dataset.state === 'live'"
-# Inside the page's JSON <script> element, "<!--<script>" makes the HTML parser look for
-# a second "</script>" and swallow the page's own: the dashboard never loaded.
+# Inside the page's JSON <script> element (panel titles go there), "<!--<script>" makes the
+# HTML parser look for a second "</script>" and swallow the page's own: it never loaded.
 TITLE = "Desk <!--<script> & co"
-PANEL = "</script><script>window.pwned = 1</script>"
+PANEL = "Panel <!--<script> </script><script>window.pwned = 1</script>"
 
 
 def test_a_dashboard_titled_with_script_markup_renders_and_loads(
