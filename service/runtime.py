@@ -18,17 +18,10 @@ from service.config import LivetablesConfig
 from service.ingest import Ingestor
 from service.metrics import Metrics
 from service.replication import Replicator
-from service.security.network import HostPolicy, TrustedProxies
 from service.state import ServiceState
 from service.tables import TableHost
 from service.web.app import make_app
-from service.web.server import (
-    GuardedHTTPServer,
-    RequestScreen,
-    ServerLimits,
-    check_descriptor_budget,
-    raise_open_file_limit,
-)
+from service.web.server import GuardedHTTPServer, http_server
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +51,7 @@ class Service:
         host = host if host is not None else self.config.server.host
         port = port if port is not None else self.config.server.port
         app = make_app(self.state, self.sessions)
-        server = self.config.server
-        limits = ServerLimits(
-            max_connections=server.max_connections,
-            max_connections_per_address=server.max_connections_per_address,
-            header_timeout_s=server.header_timeout_seconds,
-            max_header_bytes=server.max_header_bytes,
-            max_message_bytes=server.max_request_bytes,
-        )
-        check_descriptor_budget(limits, raise_open_file_limit())
-        screen = RequestScreen(
-            TrustedProxies(server.trusted_proxies), HostPolicy(server.allowed_hosts)
-        )
-        self._http = GuardedHTTPServer(app, limits=limits, screen=screen, metrics=self.metrics)
+        self._http = http_server(app, self.config.server, self.metrics)
         sockets = _bind(host, port)
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]

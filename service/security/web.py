@@ -191,7 +191,7 @@ class Gate:
             options["max_age"] = max(0, int(principal.expires_at - time.time()))
         handler.set_cookie(COOKIE, token, **options)
 
-    def _refused_session(self, reason: str, address: str) -> None:
+    def refused_session(self, reason: str, address: str) -> None:
         now = time.monotonic()
         if now - self._logged_at.get(reason, -LOG_INTERVAL_S) >= LOG_INTERVAL_S:
             self._logged_at[reason] = now
@@ -306,7 +306,7 @@ class _ProtectedSocket(_ProtectedPage):
         if refusal is not None:
             # Refused before the upgrade, with a status and a reason a person can read.
             self.gate.metrics.websocket_rejected.labels(refusal).inc()
-            self.gate._refused_session(refusal, address)
+            self.gate.refused_session(refusal, address)
             handler.set_status(503)
             handler.set_header("Content-Type", "text/plain; charset=utf-8")
             handler.set_header("Cache-Control", "no-store")

@@ -51,6 +51,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 
+from service.config import ServerConfig
 from service.metrics import Metrics
 from service.security.headers import raw_response
 from service.security.network import HostPolicy, TrustedProxies
@@ -374,6 +375,20 @@ class GuardedHTTPServer(HTTPServer):
         return _ScreenedRequest(
             inner, request_conn, self.screen, self.metrics, linger, self._throttled
         )
+
+
+def http_server(app: Any, server: ServerConfig, metrics: Metrics) -> GuardedHTTPServer:
+    """The HTTP server for an application, with the ``server:`` section's limits."""
+    limits = ServerLimits(
+        max_connections=server.max_connections,
+        max_connections_per_address=server.max_connections_per_address,
+        header_timeout_s=server.header_timeout_seconds,
+        max_header_bytes=server.max_header_bytes,
+        max_message_bytes=server.max_request_bytes,
+    )
+    check_descriptor_budget(limits, raise_open_file_limit())
+    screen = RequestScreen(TrustedProxies(server.trusted_proxies), HostPolicy(server.allowed_hosts))
+    return GuardedHTTPServer(app, limits=limits, screen=screen, metrics=metrics)
 
 
 def raise_open_file_limit() -> int:
