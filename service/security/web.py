@@ -195,7 +195,14 @@ class Gate:
         now = time.monotonic()
         if now - self._logged_at.get(reason, -LOG_INTERVAL_S) >= LOG_INTERVAL_S:
             self._logged_at[reason] = now
-            log.warning("refused a websocket from %s: %s", address, _SESSION_REFUSALS[reason])
+            hint = (
+                "; if that address is a proxy or load balancer, list it in server.trusted_proxies"
+                if reason == "sessions_per_address"
+                else ""
+            )
+            log.warning(
+                "refused a websocket from %s: %s%s", address, _SESSION_REFUSALS[reason], hint
+            )
 
     def _refused(self, reason: str, handler: RequestHandler, detail: str) -> None:
         self.metrics.auth_failures.labels(reason).inc()

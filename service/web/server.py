@@ -69,6 +69,7 @@ RESERVED_FDS = 256
 OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 CONNECTION_REASONS = ("total", "per_address", "open_files")
 REQUEST_REASONS = ("host", "body")
+PROXY_HINT = "; if that address is a proxy or load balancer, list it in server.trusted_proxies"
 
 
 @dataclass(frozen=True)
@@ -341,9 +342,10 @@ class GuardedHTTPServer(HTTPServer):
             self.metrics.connections_rejected.labels(reason).inc()
             self._throttled.warn(
                 f"cap-{reason}",
-                "refusing connections (%s cap reached; latest from %s)",
+                "refusing connections (%s cap reached; latest from %s)%s",
                 reason.replace("_", " "),
                 peer,
+                PROXY_HINT if reason == "per_address" else "",
             )
             return
         self.counter.add(peer)
