@@ -284,6 +284,26 @@ class Metrics:
             "yet are kept).",
             registry=r,
         )
+        # The HTTP port under load or attack (service/web/server.py).
+        self.http_connections = Gauge(
+            "livetables_http_connections",
+            "Open TCP connections to the HTTP port, websockets included.",
+            registry=r,
+        )
+        self.connections_rejected = Counter(
+            "livetables_connections_rejected",
+            "TCP connections closed at accept time, by reason (total, per_address: a cap was "
+            "reached; open_files: accepting paused at the open-file limit).",
+            ["reason"],
+            registry=r,
+        )
+        self.http_rejected = Counter(
+            "livetables_http_requests_rejected",
+            "HTTP requests refused before any handler ran, by reason (host: not in "
+            "server.allowed_hosts; body: a request body, which no endpoint takes).",
+            ["reason"],
+            registry=r,
+        )
         # The process itself: resident memory (the tables live in it), CPU, file descriptors.
         ProcessCollector(registry=r)
 
