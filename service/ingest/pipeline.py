@@ -1,7 +1,7 @@
 """One table's batch on its way in, top to bottom, on the table's consumer thread.
 
     consume     connectors/kafka.py      librdkafka hands over thousands of messages a call
-    extract     connectors/kafka.py      their values, keys, offsets... as one RawBatch
+    extract     connectors/extract.py    their values, keys, offsets... as one RawBatch
     oversize    TablePipeline.process    records over max_record_bytes set aside (bad records)
     decode      connectors/decoding.py   Arrow rows, removals, and bad records as data
     dead letter reporting.DeadLetters    bad records copied to the table's dead-letter topic
