@@ -16,8 +16,9 @@ messages in all per table), so a large audience costs a bounded number of
 socket writes, and a small one gets its updates within ~10 ms.
 
 A subscriber gets a snapshot and then every later batch, with nothing missed
-or doubled in between: subscribing, applying and flushing take the same lock,
-and a new subscriber's snapshot is taken right after a flush.
+or doubled in between: subscribing, applying (with :meth:`Replicator.publish`)
+and flushing take the same lock, and a new subscriber's snapshot is taken right
+after a flush.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
 from typing import Protocol
 
 import pyarrow as pa
@@ -105,22 +105,22 @@ class Replicator:
         with self.lock:
             self._subscribers[name].discard(subscriber)
 
-    def subscriber_count(self, name: str | None = None) -> int:
-        if name is not None:
-            return len(self._subscribers[name])
-        return sum(len(s) for s in self._subscribers.values())
+    def subscriber_count(self, name: str) -> int:
+        return len(self._subscribers[name])
 
     def interval(self) -> float:
         """How long to wait before the next flush, for the largest audience."""
         largest = max((len(s) for s in self._subscribers.values()), default=0)
         return pacing_interval(largest)
 
-    def applying(self, name: str, apply: Callable[[], None], batch: DecodedBatch) -> None:
-        """Run ``apply()`` and queue ``batch`` for broadcast, as one step."""
-        with self.lock:
-            apply()
-            if self._subscribers.get(name):
-                self._pending[name].append(batch)
+    def publish(self, name: str, batch: DecodedBatch) -> None:
+        """Queue a batch just applied to table ``name`` for its replicas.
+
+        The caller holds ``lock`` across the apply and this call (see
+        ``service/ingest/writer.py``), so no snapshot falls between the two.
+        """
+        if self._subscribers.get(name):
+            self._pending[name].append(batch)
 
     def flush(self) -> None:
         """Send every table's pending batches to its subscribers."""

@@ -73,9 +73,6 @@ class TableHost:
         """Rows in the table after the last applied batch."""
         return self.row_counts[name]
 
-    def schema(self, name: str) -> dict[str, str]:
-        return dict(self.config.tables[name].schema_)
-
     def close(self) -> None:
         """Delete the tables so the engine frees them (views are closed with their sessions)."""
         for name, table in list(self.tables.items()):
