@@ -1,6 +1,8 @@
-"""Build hooks: the wheel and the sdist carry the Perspective browser files the pages load.
+"""Build hooks: the browser files the pages load, and the native Kafka batch reader.
 
-Metadata lives in pyproject.toml. This file only makes ``build_py`` (wheels) and
+Metadata lives in pyproject.toml. This file compiles ``connectors/_kafkabatch.c``
+(the consumer's data path: a C compiler and the Python headers are all it needs, see
+the file's header) and makes ``build_py`` (wheels) and
 ``sdist`` copy the files listed in ``service/web/assets.py`` out of
 ``node_modules/@perspective-dev`` into ``service/web/vendor/@perspective-dev`` first, so that an
 installed livetables serves working pages with no npm at run time. Building from an
@@ -19,7 +21,7 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
@@ -102,4 +104,14 @@ class SdistWithAssets(sdist):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildPyWithAssets, "sdist": SdistWithAssets})
+KAFKA_BATCH_READER = Extension(
+    "connectors._kafkabatch",
+    sources=["connectors/_kafkabatch.c"],
+    extra_compile_args=["-O2", "-std=c11", "-D_GNU_SOURCE"],
+    libraries=["dl"],
+)
+
+setup(
+    cmdclass={"build_py": BuildPyWithAssets, "sdist": SdistWithAssets},
+    ext_modules=[KAFKA_BATCH_READER],
+)

@@ -30,7 +30,9 @@ import pyarrow as pa
 
 from connectors.backoff import Backoff
 from connectors.base import DecodedBatch
+from connectors.cputime import thread_clock
 from connectors.source import Partition
+from connectors.threadname import name_os_thread
 from service.ingest.progress import TableProgress
 from service.ingest.writer import TableWriter
 from service.metrics import Metrics
@@ -123,6 +125,7 @@ class Applier:
 
     def _run(self) -> None:
         """Apply batches until stopped; after a failure, restart with backoff."""
+        name_os_thread("applier")
         while True:
             started = time.monotonic()
             try:
@@ -160,6 +163,8 @@ class Applier:
             work = self._queue.get()
             if work is None:
                 return
+            clock = thread_clock()
+            clock.start()  # waiting for work is no stage's
             pending = [work]
             while len(pending) < QUEUE_BATCHES:
                 try:
@@ -171,14 +176,16 @@ class Applier:
                     break
                 pending.append(more)
             self._carry.extend(self._conflated(pending))
+            clock.lap(work.table, "bookkeeping")
 
     def _apply(self, work: Work) -> None:
         batch = work.batch
         if batch.row_count or batch.removal_count:
-            self.writer.write(work.table, batch)
+            self.writer.write(work.table, batch)  # laps "apply", "replicate", "bookkeeping"
         if batch.records:
             self.metrics.batch_rows.labels(work.table).observe(batch.records)
         self.progress[work.table].on_applied(work.positions)
+        thread_clock().lap(work.table, "bookkeeping")
 
     def _conflated(self, pending: list[Work]) -> list[Work]:
         try:

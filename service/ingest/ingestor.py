@@ -10,6 +10,7 @@ is down ``/healthz`` names it (:meth:`Ingestor.problems`).
 
 from __future__ import annotations
 
+from connectors.cputime import thread_clock
 from connectors.decoding import BatchDecoder
 from connectors.kafka import KafkaSource, consumer_properties
 from connectors.source import SourceCallbacks
@@ -54,6 +55,7 @@ class Ingestor:
 
         def on_batch(raw, positions) -> None:
             self.applier.hand_over(name, pipeline.process(raw), positions)
+            thread_clock().lap(name, "bookkeeping")
 
         def on_restart(_failure: BaseException) -> None:
             metrics.consumer_restarts.labels(name).inc()

@@ -11,6 +11,7 @@ import logging
 import time
 
 from connectors.base import DecodedBatch, DecodeReason
+from connectors.cputime import thread_clock
 from service.metrics import Metrics
 from service.replication import Replicator
 from service.tables import TableHost
@@ -33,10 +34,14 @@ class TableWriter:
         ``update_failed`` and logged, and the next batch is applied as usual.
         """
         started = time.perf_counter()
+        clock = thread_clock()
+        clock.lap(name, "bookkeeping")
         try:
             with self.replicator.lock:
                 self.host.apply(name, batch)
+                clock.lap(name, "apply")
                 self.replicator.publish(name, batch)
+                clock.lap(name, "replicate")
         except Exception:
             log.exception("table %s: update of %d rows failed", name, batch.row_count)
             self.metrics.decode_errors.labels(name, DecodeReason.UPDATE_FAILED).inc(batch.row_count)

@@ -68,6 +68,15 @@ def test_the_wheel_carries_exactly_the_served_browser_files(wheel: Path) -> None
     assert with_pages <= files
 
 
+def test_the_wheel_carries_the_compiled_native_kafka_reader(wheel: Path) -> None:
+    """The consumer's fast path is compiled into the wheel, not left to the installing host."""
+    files = wheel_files(wheel)
+    assert [name for name in files if name.startswith("connectors/_kafkabatch.")] != []
+    assert all(
+        name.endswith(".so") for name in files if name.startswith("connectors/_kafkabatch.")
+    )
+
+
 def test_the_shipped_files_are_the_ones_the_pages_load() -> None:
     """Every module the page script imports and every stylesheet a template links is shipped."""
     shipped = set(assets.files_to_ship())
