@@ -7,8 +7,8 @@ BIN    := $(VENV)/bin
 
 setup: $(VENV)/.installed node_modules/.package-lock.json
 
-# setup.py and the C source: the editable install compiles the native Kafka batch reader.
-$(VENV)/.installed: pyproject.toml setup.py connectors/_kafkabatch.c | system-deps
+# setup.py and the C sources: the editable install compiles the C extensions.
+$(VENV)/.installed: pyproject.toml setup.py connectors/_kafkabatch.c connectors/decoders/_jsonrows.c | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"

@@ -35,6 +35,11 @@ from connectors.base import DecodeError, Decoder, DecodeReason
 from connectors.decoders.columns import epoch_to_timestamp_ms, is_utf8
 from connectors.halves import split_until_isolated
 
+try:  # the fast path for flat objects of scalar columns (connectors/decoders/_jsonrows.c)
+    from connectors.decoders import _jsonrows
+except ImportError:  # not compiled: every batch goes through pyarrow's reader
+    _jsonrows = None
+
 _OPEN = pa.scalar(b'{"v":', pa.large_binary())
 _CLOSE = pa.scalar(b"}\n", pa.large_binary())
 _NOTHING = pa.scalar(b"", pa.large_binary())
@@ -42,6 +47,8 @@ _NOTHING = pa.scalar(b"", pa.large_binary())
 # and its CPU time is the consumer thread's (where the benchmark accounts for it).
 _MIN_BLOCK_BYTES = 1 << 20
 _MAX_BLOCK_BYTES = 1 << 30
+# Column types the fast path writes, and its code for each.
+_FAST_KINDS = {pa.int64(): 0, pa.float64(): 1, pa.bool_(): 2, pa.string(): 3}
 # What a parse of bad records raises: the batch is split until they stand alone.
 _PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, UnicodeDecodeError)
 
@@ -61,8 +68,35 @@ class JsonDecoder(Decoder):
         if self._whole is not None and len(self._paths) > 1:
             raise ValueError("a column that takes the whole JSON value must be the only one")
         self._parse_options = self._make_parse_options()
+        self._fast_columns = None
+        if (
+            _jsonrows is not None
+            and self._flat
+            and self._whole is None
+            and all(f.type in _FAST_KINDS for f in arrow_schema)
+        ):
+            self._fast_columns = [(f.name.encode(), _FAST_KINDS[f.type]) for f in arrow_schema]
 
     # -- parsing -----------------------------------------------------------
+
+    def _fast_rows(self, values: pa.Array) -> pa.Table | None:
+        """The batch through the fast path, or None where it declines (see _jsonrows.c)."""
+        count = len(values)
+        offsets = values.buffers()[1].slice(values.offset * 8, (count + 1) * 8)
+        data = values.buffers()[2] or pa.py_buffer(b"")
+        parsed = _jsonrows.parse(count, offsets, data, self._fast_columns)
+        if parsed is None:
+            return None
+        arrays = []
+        for f, (validity, column, string_offsets, nulls) in zip(
+            self.arrow_schema, parsed, strict=True
+        ):
+            buffers = [None if validity is None else pa.py_buffer(validity)]
+            if string_offsets is not None:
+                buffers.append(pa.py_buffer(string_offsets))
+            buffers.append(pa.py_buffer(column))
+            arrays.append(pa.Array.from_buffers(f.type, count, buffers, null_count=nulls))
+        return pa.Table.from_arrays(arrays, schema=self.arrow_schema)
 
     def _parse_type(self, f: pa.Field) -> pa.DataType:
         if f.name in self._numeric_time:
@@ -174,6 +208,10 @@ class JsonDecoder(Decoder):
     def decode_values(self, values, locate):
         if not isinstance(values, pa.Array):
             values = pa.array(values, pa.large_binary())
+        if self._fast_columns is not None and len(values):
+            rows = self._fast_rows(values)
+            if rows is not None:
+                return rows, np.arange(len(values), dtype=np.int64), []
         errors: list[DecodeError] = []
         pieces: list[pa.Table] = []
         positions: list[np.ndarray] = []

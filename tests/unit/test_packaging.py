@@ -68,13 +68,12 @@ def test_the_wheel_carries_exactly_the_served_browser_files(wheel: Path) -> None
     assert with_pages <= files
 
 
-def test_the_wheel_carries_the_compiled_native_kafka_reader(wheel: Path) -> None:
-    """The consumer's fast path is compiled into the wheel, not left to the installing host."""
+def test_the_wheel_carries_the_compiled_c_extensions(wheel: Path) -> None:
+    """The native Kafka reader and the JSON fast path are compiled into the wheel."""
     files = wheel_files(wheel)
-    assert [name for name in files if name.startswith("connectors/_kafkabatch.")] != []
-    assert all(
-        name.endswith(".so") for name in files if name.startswith("connectors/_kafkabatch.")
-    )
+    for module in ("connectors/_kafkabatch.", "connectors/decoders/_jsonrows."):
+        built = [name for name in files if name.startswith(module)]
+        assert built and all(name.endswith(".so") for name in built), module
 
 
 def test_the_shipped_files_are_the_ones_the_pages_load() -> None:
