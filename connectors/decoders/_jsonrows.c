@@ -9,7 +9,8 @@
  * It is a fast path and nothing more. It accepts only what it is sure pyarrow's reader
  * (explicit schema, unknown fields ignored) turns into exactly the same values: strict JSON,
  * one object per value, integers for integer columns, numbers for float columns, true/false
- * for boolean columns, strings (valid UTF-8) for string columns, null anywhere. On anything
+ * for boolean columns, strings (valid UTF-8) for string columns, numbers for datetime columns
+ * (epochs, scaled by the caller as pyarrow's numeric path does), null anywhere. On anything
  * else (a malformed record, a type mismatch, an escaped key, a duplicate field, NaN, a
  * number that needs more than the exact fast conversion and strtod, invalid UTF-8) it
  * returns None for the whole batch, and the caller parses the batch with pyarrow, which
@@ -29,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { KIND_INT = 0, KIND_FLOAT = 1, KIND_BOOL = 2, KIND_STRING = 3 };
+/* KIND_EPOCH: a datetime column's epoch numbers, read like a float (the caller scales them);
+ * its ISO 8601 strings are left to pyarrow. */
+enum kind { KIND_INT = 0, KIND_FLOAT = 1, KIND_BOOL = 2, KIND_STRING = 3, KIND_EPOCH = 4 };
 
 #define MAX_COLUMNS 256
 #define MAX_DEPTH 64
@@ -382,7 +385,8 @@ static int read_field(Cursor *c, Column *col, Py_ssize_t row) {
             ((int64_t *)col->data)[row] = v;
             break;
         }
-        case KIND_FLOAT: {
+        case KIND_FLOAT:
+        case KIND_EPOCH: {
             Number n;
             double v;
             if (!scan_number(c, &n) || !number_to_double(&n, &v)) return 0;
@@ -499,7 +503,8 @@ static PyObject *new_zeroed_bytes(Py_ssize_t size) {
  *
  * ``offsets``: count + 1 int64 byte offsets of the values in ``data`` (an Arrow
  * large_binary array's buffers, the array's own offset already applied). ``columns``:
- * [(name: bytes, kind: int)], kind 0 integer, 1 float, 2 boolean, 3 string. Returns, per
+ * [(name: bytes, kind: int)], kind 0 integer, 1 float, 2 boolean, 3 string, 4 epoch
+ * number (as float). Returns, per
  * column, (validity bitmap bytes, data bytes, offsets bytes or None, null count), or None
  * when the batch is not for the fast path.
  */
@@ -545,7 +550,8 @@ static PyObject *jr_parse(PyObject *Py_UNUSED(module), PyObject *args) {
         Py_ssize_t data_size;
         switch (kind) {
             case KIND_INT:
-            case KIND_FLOAT: data_size = count * 8; break;
+            case KIND_FLOAT:
+            case KIND_EPOCH: data_size = count * 8; break;
             case KIND_BOOL: data_size = bitmap; break;
             case KIND_STRING: data_size = (Py_ssize_t)total; break;
             default: PyErr_SetString(PyExc_ValueError, "unknown column kind"); goto done;

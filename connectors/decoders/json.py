@@ -47,8 +47,10 @@ _NOTHING = pa.scalar(b"", pa.large_binary())
 # and its CPU time is the consumer thread's (where the benchmark accounts for it).
 _MIN_BLOCK_BYTES = 1 << 20
 _MAX_BLOCK_BYTES = 1 << 30
-# Column types the fast path writes, and its code for each.
+# Column types the fast path writes, and its code for each (datetime: epoch numbers only).
 _FAST_KINDS = {pa.int64(): 0, pa.float64(): 1, pa.bool_(): 2, pa.string(): 3}
+_FAST_EPOCH = 4
+_FLOAT_BUFFERS = pa.float64()
 # What a parse of bad records raises: the batch is split until they stand alone.
 _PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, UnicodeDecodeError)
 
@@ -69,13 +71,14 @@ class JsonDecoder(Decoder):
             raise ValueError("a column that takes the whole JSON value must be the only one")
         self._parse_options = self._make_parse_options()
         self._fast_columns = None
-        if (
-            _jsonrows is not None
-            and self._flat
-            and self._whole is None
-            and all(f.type in _FAST_KINDS for f in arrow_schema)
-        ):
-            self._fast_columns = [(f.name.encode(), _FAST_KINDS[f.type]) for f in arrow_schema]
+        kinds = [
+            _FAST_EPOCH if f.name in self._datetime_columns else _FAST_KINDS.get(f.type)
+            for f in arrow_schema
+        ]
+        if _jsonrows is not None and self._flat and self._whole is None and None not in kinds:
+            self._fast_columns = [
+                (f.name.encode(), kind) for f, kind in zip(arrow_schema, kinds, strict=True)
+            ]
 
     # -- parsing -----------------------------------------------------------
 
@@ -95,7 +98,11 @@ class JsonDecoder(Decoder):
             if string_offsets is not None:
                 buffers.append(pa.py_buffer(string_offsets))
             buffers.append(pa.py_buffer(column))
-            arrays.append(pa.Array.from_buffers(f.type, count, buffers, null_count=nulls))
+            if f.name in self._datetime_columns:  # epoch numbers, as the numeric parse reads them
+                numbers = pa.Array.from_buffers(_FLOAT_BUFFERS, count, buffers, null_count=nulls)
+                arrays.append(epoch_to_timestamp_ms(numbers))
+            else:
+                arrays.append(pa.Array.from_buffers(f.type, count, buffers, null_count=nulls))
         return pa.Table.from_arrays(arrays, schema=self.arrow_schema)
 
     def _parse_type(self, f: pa.Field) -> pa.DataType:

@@ -158,5 +158,20 @@ def test_schemas_it_does_not_cover_go_to_pyarrow():
     decoder = json_decoder.JsonDecoder(nested, arrow_schema({"px": "float"}))
     assert decoder._fast_columns is None
     flat = DecoderSpec("json", FormatOptions(), {})
-    assert json_decoder.JsonDecoder(flat, arrow_schema({"t": "datetime"}))._fast_columns is None
+    assert json_decoder.JsonDecoder(flat, arrow_schema({"d": "date"}))._fast_columns is None
     assert json_decoder.JsonDecoder(flat, arrow_schema({"p": "float"}))._fast_columns
+
+
+def test_datetime_columns_take_epoch_numbers_on_the_fast_path_and_strings_through_pyarrow():
+    schema = {"id": "integer", "at": "datetime"}
+    fast = BatchDecoder(decode_spec(TableConfig(topic="t", schema=schema)))
+    slow = BatchDecoder(decode_spec(TableConfig(topic="t", schema=schema)))
+    slow.values._fast_columns = None
+    epochs = [b'{"id": 1, "at": 1700000000}', b'{"id": 2, "at": 1700000000123}']
+    epochs += [b'{"id": 3, "at": 1700000000123456}', b'{"id": 4, "at": null}', b'{"id": 5}']
+    epochs += [b'{"id": 6, "at": 1.7e9}', b'{"id": 7, "at": -5}']
+    assert fast.values._fast_rows(pa.array(epochs, pa.large_binary())) is not None
+    _same(fast.decode(_raw(epochs)), slow.decode(_raw(epochs)))
+    iso = [b'{"id": 8, "at": "2024-01-02T03:04:05"}', b'{"id": 9, "at": "2024-01-02 03:04:05Z"}']
+    for batch in (iso, epochs + iso, iso + epochs):
+        _same(fast.decode(_raw(batch)), slow.decode(_raw(batch)))
