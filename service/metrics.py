@@ -243,7 +243,8 @@ class Metrics:
         )
         self.websocket_disconnects = Counter(
             "livetables_websocket_disconnects",
-            "Websocket sessions ended, by reason (client, slow, shutdown, rejected, expired).",
+            "Websocket sessions ended, by reason (client, slow, shutdown, rejected, expired, "
+            "snapshot_too_large).",
             ["reason"],
             registry=r,
         )
