@@ -168,6 +168,7 @@ class PerspectiveWebSocket(BoundedWebSocket):
             return
         if self.session is None:
             return
+        self.metrics.websocket_requests.inc()
         if not self.rate.take():
             self._refused(
                 self.guard.refuse(
