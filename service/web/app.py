@@ -62,6 +62,8 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         "workers": state.host.workers,
         "max_requests_per_second": server.max_requests_per_second,
         "max_pending_requests": server.max_pending_requests,
+        # Requests waiting are held in memory: a few of the largest allowed, in all.
+        "max_pending_bytes": 4 * server.max_request_bytes,
     }
     routes: list[Any] = [
         (r"/", protect(IndexPage, gate), pages),

@@ -142,6 +142,7 @@ class PerspectiveWebSocket(BoundedWebSocket):
         workers: EngineWorkers,
         max_requests_per_second: float,
         max_pending_requests: int,
+        max_pending_bytes: int,
         **kwargs: Any,
     ) -> None:
         super().initialize(**kwargs)
@@ -150,6 +151,9 @@ class PerspectiveWebSocket(BoundedWebSocket):
         self.workers = workers
         self.max_requests_per_second = max_requests_per_second
         self.max_pending_requests = max_pending_requests
+        self.max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0  # of requests waiting for the engine (IOLoop and workers)
+        self._pending_lock = threading.Lock()
         self.session: Any = None
 
     def open(self, *args: str, **kwargs: str) -> None:
@@ -178,21 +182,28 @@ class PerspectiveWebSocket(BoundedWebSocket):
                     "(server.max_requests_per_second)",
                 )
             )
-        elif len(self.engine) >= self.max_pending_requests:
+        elif (
+            len(self.engine) >= self.max_pending_requests
+            or self._pending_bytes + len(message) > self.max_pending_bytes
+        ):
             self._refused(
                 self.guard.refuse(
                     message,
                     TOO_MANY_PENDING,
-                    f"{self.max_pending_requests} requests already wait for the engine "
-                    "(server.max_pending_requests)",
+                    f"{len(self.engine)} requests ({self._pending_bytes} bytes) already wait "
+                    "for the engine (server.max_pending_requests, 4 x server.max_request_bytes)",
                 )
             )
         else:
             session = self.session
+            with self._pending_lock:
+                self._pending_bytes += len(message)
             self.engine.submit(lambda: self._handle(session, message))
 
     def _handle(self, session: Any, message: bytes) -> None:
         """On an engine worker: the guard, then the engine."""
+        with self._pending_lock:
+            self._pending_bytes -= len(message)
         try:
             verdict = self.guard.handle(message, session.handle_request)
         except Exception as exc:

@@ -95,7 +95,7 @@ async def _refusal(attempt) -> str:
     raise AssertionError(f"not refused: {result!r}"[:200])
 
 
-async def _hostile(url: str, heavy: list[float]) -> list[str]:
+async def _hostile(url: str, heavy: list[float]) -> dict[str, list[str]]:
     """Every request that froze the service, from one session; the errors it got back.
 
     ``heavy`` gets the start and end (monotonic) of an allowed request that takes a while.
@@ -116,18 +116,24 @@ async def _hostile(url: str, heavy: list[float]) -> list[str]:
     errors.append(await _refusal(flat.to_csv()))
     page = await flat.to_arrow(start_row=0, end_row=1000)
     assert page
+    # Allowed, and seconds of engine work over 300k rows: the IOLoop serves others meanwhile,
+    # and the requests this session sends meanwhile wait for it, up to the cap.
+    heavy.append(time.monotonic())
+    grouped = asyncio.ensure_future(table.view(group_by=["sym"], split_by=["sym"]))
+    waiting = await asyncio.gather(*(table.size() for _ in range(40)), return_exceptions=True)
+    await (await grouped).get_min_max("px")
+    heavy.append(time.monotonic())
     # A burst far past the request rate: the excess is refused at once.
     burst = await asyncio.gather(
         *(flat.to_arrow(start_row=0, end_row=10) for _ in range(600)), return_exceptions=True
     )
-    errors.extend(str(e) for e in burst if isinstance(e, Exception))
-    # Allowed, and seconds of engine work over 300k rows: the IOLoop serves others meanwhile.
-    heavy.append(time.monotonic())
-    grouped = await table.view(group_by=["sym"], split_by=["sym"])
-    await grouped.get_min_max("px")
-    heavy.append(time.monotonic())
     await remote.close()
-    return errors
+    return {
+        "refused": errors,
+        "waiting": [str(e) for e in waiting if isinstance(e, Exception)],
+        "served_waiting": [str(size) for size in waiting if size == ROWS],
+        "burst": [str(e) for e in burst if isinstance(e, Exception)],
+    }
 
 
 def test_a_hostile_session_neither_freezes_health_nor_a_replicated_viewer(
@@ -138,7 +144,7 @@ def test_a_hostile_session_neither_freezes_health_nor_a_replicated_viewer(
     service = ServiceProcess(
         {
             "kafka": {"bootstrap_servers": kafka.bootstrap},
-            "server": {"max_rejected_requests": 100_000},
+            "server": {"max_rejected_requests": 100_000, "max_pending_requests": 16},
             "tables": {"ticks": {"topic": topic_name, "schema": SCHEMA, "index": "id"}},
         },
         tmp_path,
@@ -182,11 +188,13 @@ def test_a_hostile_session_neither_freezes_health_nor_a_replicated_viewer(
             replica.close()
             return errors, health, heavy, watcher, after
 
-        errors, health, heavy, watcher, after = asyncio.run(scenario())
+        outcome, health, heavy, watcher, after = asyncio.run(scenario())
+        errors = outcome["refused"]
         slowest = max(end - start for start, end, _ in health)
         during = [h for h in health if heavy[0] < h[0] and h[1] < heavy[1]]
         print(
-            f"hostile session: {len(errors)} refusals; /healthz answered {len(health)} times "
+            f"hostile session: {sum(map(len, outcome.values()))} refusals; /healthz answered "
+            f"{len(health)} times "
             f"during the attack, slowest {slowest:.2f}s, {len(during)} times within the "
             f"{heavy[1] - heavy[0]:.1f}s of an allowed heavy request; replica at seq "
             f"{watcher.newest} (attack ended at {after}) after {watcher.updates} updates"
@@ -199,12 +207,22 @@ def test_a_hostile_session_neither_freezes_health_nor_a_replicated_viewer(
         assert "server.max_view_cells" in errors[3] and "server.max_view_cells" in errors[4]
         assert "server.max_serialized_cells" in errors[5] and "view_to_arrow" in errors[5]
         assert "view_to_csv" in errors[6]
-        assert any("server.max_requests_per_second" in e for e in errors[7:])
+        rate = [e for e in outcome["burst"] if "server.max_requests_per_second" in e]
+        queue = [e for e in outcome["burst"] if "server.max_pending_requests" in e]
+        assert rate and len(rate) + len(queue) == len(outcome["burst"])
+        # 16 wait behind the heavy view, the rest are refused; none is lost.
+        assert outcome["waiting"] and all(
+            "server.max_pending_requests" in e for e in outcome["waiting"]
+        )
+        assert len(outcome["waiting"]) + len(outcome["served_waiting"]) == 40
         rejected = "livetables_websocket_rejected_requests_total"
         assert service.metric(rejected, reason="view_too_large") == 4
         assert service.metric(rejected, reason="too_many_expressions") == 1
         assert service.metric(rejected, reason="serialization_too_large") == 2
-        assert service.metric(rejected, reason="rate_limited") == len(errors) - 7
+        assert service.metric(rejected, reason="rate_limited") == len(rate)
+        assert service.metric(rejected, reason="too_many_pending") == len(
+            outcome["waiting"] + queue
+        )
         assert service.alive(), service.output()
         assert service.metric("livetables_websocket_views") == 0
     finally:
