@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup system-deps test-deps helm-tools kafka-jars registry-jars demo test unit lint format grafana bench clean
+.PHONY: setup system-deps test-deps helm-tools kafka-jars registry-jars demo test unit lint format grafana bench clean wheel image
 
 setup: $(VENV)/.installed node_modules/.package-lock.json
 
@@ -55,6 +55,16 @@ format: setup
 bench: setup system-deps kafka-jars
 	bash bench/peers/setup_csp_env.sh
 	$(BIN)/python -m bench
+
+# The wheel and sdist in dist/, carrying the browser files (copied from node_modules).
+wheel: setup
+	rm -rf dist
+	$(BIN)/pip wheel --no-deps --no-build-isolation --wheel-dir dist .
+	$(BIN)/python -c "from setuptools import build_meta; build_meta.build_sdist('dist')"
+
+# The container image, with podman from a locally made Debian base (no registry needed).
+image: setup
+	bash scripts/build-image.sh
 
 grafana: setup
 	$(BIN)/python grafana/generate.py

@@ -12,8 +12,8 @@ thread.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +36,16 @@ class RawBatch:
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def take(self, keep: Sequence[int]) -> RawBatch:
+        """The records at positions ``keep``, every per-record list filtered alike."""
+        n = len(self)
+        changes = {}
+        for f in fields(self):
+            column = getattr(self, f.name)
+            if isinstance(column, list) and len(column) == n:
+                changes[f.name] = [column[i] for i in keep]
+        return replace(self, **changes)
 
 
 Locator = Callable[[int], tuple[str, int, int]]

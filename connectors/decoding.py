@@ -12,7 +12,11 @@ semantics on top, in whole-array operations:
 * a rolling-window (``limit``) table only needs the batch's last ``limit`` rows;
 * columns from the message key (``key:``), headers (``headers:``) and Kafka
   metadata (``metadata:``) are added beside the value's columns; when the
-  index column comes from a decoded key, tombstones remove by that key.
+  index column comes from a decoded key, tombstones remove by that key;
+* a record with a string that is not valid UTF-8 (in its value, its key or a
+  header column) is a bad record, ``invalid_utf8``: one validation per string
+  column of the batch, value by value only in a column that fails. Whatever a
+  decoder lets through, no such string reaches a table.
 """
 
 from __future__ import annotations
@@ -23,10 +27,45 @@ import pyarrow.compute as pc
 
 from connectors.base import DecodedBatch, DecodeError, DecoderSpec, Locator, RawBatch
 from connectors.decoders import make_decoder
-from connectors.decoders.columns import TIMESTAMP_MS, bytes_as, coerce
+from connectors.decoders.columns import (
+    TIMESTAMP_MS,
+    bytes_as,
+    coerce,
+    invalid_utf8_rows,
+    is_utf8,
+)
 from connectors.schema import arrow_schema
 from service.config import TableConfig
 from service.formatconfig import SchemaRegistryConfig, extra_columns
+
+
+def _drop_invalid_utf8(
+    raw: RawBatch,
+    rows: pa.Table,
+    positions: np.ndarray,
+    errors: list[DecodeError],
+    where: np.ndarray | None = None,
+    what: str = "column",
+) -> tuple[pa.Table, np.ndarray]:
+    """The rows without those of records holding a string that is not UTF-8.
+
+    ``positions`` maps rows to records (through ``where`` into the batch, when
+    they index a subset); every row of a bad record goes, and the record is one
+    ``invalid_utf8`` error.
+    """
+    found = invalid_utf8_rows(rows)
+    if found is None:
+        return rows, positions
+    bad, columns = found
+    locate = _locator(raw, where)
+    first_row: dict[int, int] = {}
+    for i in np.flatnonzero(bad).tolist():
+        first_row.setdefault(int(positions[i]), i)
+    for position, i in sorted(first_row.items()):
+        detail = f"{what} {columns[i]!r} is not valid UTF-8"
+        errors.append(DecodeError(*locate(position), "invalid_utf8", detail))
+    keep = ~np.isin(positions, np.fromiter(first_row, dtype=np.int64, count=len(first_row)))
+    return rows.filter(pa.array(keep)), positions[keep]
 
 
 def _locator(raw: RawBatch, mapping: np.ndarray | None) -> Locator:
@@ -87,6 +126,7 @@ class BatchDecoder:
             rows, row_positions = self._add_extra_columns(
                 raw, rows, row_positions, decoded_keys, errors
             )
+        rows, row_positions = _drop_invalid_utf8(raw, rows, row_positions, errors)
 
         if self.table.index is None:
             errors.extend(
@@ -130,11 +170,17 @@ class BatchDecoder:
             for j in np.flatnonzero(failed).tolist():
                 slot[where[j]] = -2
                 if raw.values[where[j]] is not None:
-                    errors.append(DecodeError(*_locator(raw, None)(int(where[j])), "bad_key", ""))
+                    reason, detail = (
+                        ("bad_key", "") if is_utf8(keys[j]) else ("invalid_utf8", "key")
+                    )
+                    errors.append(DecodeError(*_locator(raw, None)(int(where[j])), reason, detail))
             slot[where[good]] = np.arange(len(good))
             kept = decoded if len(good) == len(keys) else decoded.take(pa.array(good))
             return pa.Table.from_arrays([kept], schema=key_schema), slot
         table, positions, key_errors = self.keys.decode_values(keys, _locator(raw, where))
+        table, positions = _drop_invalid_utf8(
+            raw, table, positions, key_errors, where=where, what="key"
+        )
         if key_errors:
             index = {
                 (p, o): i for i, (p, o) in enumerate(zip(raw.partitions, raw.offsets, strict=True))
@@ -143,6 +189,9 @@ class BatchDecoder:
                 e for e in key_errors if raw.values[index[(e.partition, e.offset)]] is not None
             ]
         for error in key_errors:
+            if error.reason == "invalid_utf8":
+                errors.append(error)
+                continue
             errors.append(
                 DecodeError(
                     error.topic,
@@ -174,8 +223,20 @@ class BatchDecoder:
                     else pa.nulls(len(slots), self.schema.field(name).type)
                 )
         if self.table.headers:
+            not_text = np.zeros(len(row_positions), dtype=bool)
             for name, header in self.table.headers.items():
-                columns[name] = self._header_column(raw, row_positions, header, name)
+                columns[name], failed = self._header_column(raw, row_positions, header, name)
+                not_text |= failed
+            if not_text.any():  # a header that is not UTF-8 makes its record a bad one
+                locate = _locator(raw, None)
+                for i in np.flatnonzero(not_text).tolist():
+                    errors.append(
+                        DecodeError(*locate(int(row_positions[i])), "invalid_utf8", "header")
+                    )
+                keep = pa.array(~not_text)
+                rows = rows.filter(keep)
+                row_positions = row_positions[~not_text]
+                columns = {c: a.filter(keep) for c, a in columns.items()}
         if self.table.metadata is not None:
             take = pa.array(row_positions, pa.int64())
             for name, item in self.table.metadata.columns().items():
@@ -195,8 +256,14 @@ class BatchDecoder:
         ]
         return pa.Table.from_arrays(arrays, schema=self.schema), row_positions
 
-    def _header_column(self, raw, positions, header: str, column: str) -> pa.Array:
-        """One header's value per row (its last occurrence), as the column's type."""
+    def _header_column(
+        self, raw, positions, header: str, column: str
+    ) -> tuple[pa.Array, np.ndarray]:
+        """One header's value per row (its last occurrence), as the column's type.
+
+        Also returns a mask of the rows whose header value is not UTF-8; a value
+        that is text but does not convert to the column's type is null.
+        """
         target = self.schema.field(column).type
         all_headers = raw.headers or [None] * len(raw)
         values = []
@@ -206,7 +273,12 @@ class BatchDecoder:
                 if name == header:
                     found = value
             values.append(found)
-        return bytes_as(pa.array(values, pa.binary()), target)[0]
+        converted, failed = bytes_as(pa.array(values, pa.binary()), target)
+        if failed.any():
+            failed = failed & np.fromiter(
+                (v is not None and not is_utf8(v) for v in values), dtype=bool, count=len(values)
+            )
+        return converted, failed
 
     def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys=None) -> pa.Array:
         """The message keys at ``positions`` as index values (null where unusable)."""

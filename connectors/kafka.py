@@ -10,6 +10,15 @@ of every partition it has read to, so the service can tell when a table has
 caught up with the end offsets seen at start-up. librdkafka reconnects by
 itself after a broker outage and resumes at the next offset; this module only
 reports whether a broker is reachable.
+
+Nothing that goes wrong may leave a table silently dead. librdkafka re-raises
+an exception from ``stats_cb``/``error_cb`` out of the next ``consume()``, so
+those callbacks, and the owner's callbacks other than ``on_batch``, never let
+one escape: it is logged (rate-limited) and the loop goes on. If the loop
+fails anyway, the consumer is closed and a new one restarts with backoff
+(``on_restart`` counts it) from the next offset of every partition that was
+*handed over* in ``on_batch``: what was handed over is not read twice, what
+was not is read again, so no record is lost or applied twice.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from connectors.backoff import Backoff
 from connectors.base import RawBatch
 from connectors.kafkalog import LibrdkafkaLog
 
@@ -51,6 +61,7 @@ POLL_TIMEOUT_S = 0.1
 LINGER_S = 0.005
 METADATA_REFRESH_S = 30.0
 CONNECTION_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
+CALLBACK_LOG_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -74,12 +85,20 @@ class StartPolicy:
 
 @dataclass
 class SourceCallbacks:
-    """How a source reports to its owner; every callback runs on the source's thread."""
+    """How a source reports to its owner; every callback runs on the source's thread.
+
+    ``on_batch`` hands a batch over: once it returns, the batch is the owner's and
+    is never read again, even after a restart; if it raises, the consumer restarts
+    and reads the batch again. An exception from any other callback is logged and
+    ignored. ``on_restart`` is told of each failure after which the consumer
+    restarts.
+    """
 
     on_batch: Callable[[RawBatch, dict[Partition, int]], None]
     on_assigned: Callable[[dict[Partition, int], dict[Partition, int]], None]
     on_watermarks: Callable[[dict[Partition, int]], None]
     on_connected: Callable[[bool], None]
+    on_restart: Callable[[BaseException], None] | None = None
 
 
 def consumer_properties(
@@ -130,9 +149,15 @@ class KafkaSource:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run_guarded, name=f"kafka-{name}", daemon=True)
         self._assigned: set[Partition] = set()
+        # The next offset to read per partition: where a restarted consumer resumes.
+        self._resume: dict[Partition, int] = {}
         self._connected: bool | None = None
         self._last_error_log = 0.0
+        self._callback_logged_at = -CALLBACK_LOG_INTERVAL_S
+        self._backoff = Backoff()
+        # Set while the consumer is down after a failure, until its replacement starts.
         self.failure: BaseException | None = None
+        self.restarts = 0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -149,16 +174,37 @@ class KafkaSource:
         return self._thread.is_alive() or not self._thread.ident
 
     def _run_guarded(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # reported through /healthz, never silently lost
-            self.failure = exc
-            log.exception("table %s: consumer thread failed", self.name)
+        """Run the consumer; after a failure, restart it with backoff until stopped."""
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._run()
+                return
+            except Exception as exc:  # shown by /healthz while down, counted, then restarted
+                self.failure = exc
+                self.restarts += 1
+                delay = self._backoff.delay(time.monotonic() - started)
+                log.exception(
+                    "table %s: consumer failed; restarting in %.1f s (restart %d), resuming at "
+                    "the next offset handed over",
+                    self.name,
+                    delay,
+                    self.restarts,
+                )
+                if self.callbacks.on_restart is not None:
+                    self._notify(self.callbacks.on_restart, exc)
+                self._stop.wait(delay)
+            except BaseException as exc:  # not ours to survive: the thread ends, /healthz says so
+                self.failure = exc
+                log.exception("table %s: consumer thread stopped", self.name)
+                return
 
     # -- the loop --------------------------------------------------------------
 
     def _run(self) -> None:
         consumer = Consumer(self._properties)
+        self.failure = None
+        self._assigned = set()
         try:
             self._assign_new_partitions(consumer, initial=True)
             next_refresh = time.monotonic() + METADATA_REFRESH_S
@@ -170,7 +216,10 @@ class KafkaSource:
                     next_refresh = time.monotonic() + METADATA_REFRESH_S
                     self._assign_new_partitions(consumer, initial=False)
         finally:
-            consumer.close()
+            try:
+                consumer.close()
+            except Exception as exc:  # a callback's exception re-raised at close: already gone
+                log.debug("table %s: consumer close: %r", self.name, exc)
 
     def _next_batch(self, consumer: Consumer) -> list:
         """What is already fetched, up to max_batch; else wait for the next message only.
@@ -210,8 +259,10 @@ class KafkaSource:
                     if tp[0] == raw.topic and offset > batch_positions.get(tp, -1):
                         batch_positions[tp] = offset
                 self.callbacks.on_batch(raw, batch_positions)
+                self._resume.update(batch_positions)
         elif positions:
             self.callbacks.on_batch(RawBatch(self.topics[0], [], [], [], [], []), positions)
+            self._resume.update(positions)
 
     def _raw_batches(self, messages: list) -> list[RawBatch]:
         if len(self.topics) == 1:
@@ -253,19 +304,27 @@ class KafkaSource:
         new = sorted(set(found) - self._assigned)
         if not new:
             if initial:
-                self.callbacks.on_assigned({}, {})
+                self._notify(self.callbacks.on_assigned, {}, {})
             return
-        starts, ends = self._start_and_end_offsets(consumer, new, initial)
+        # After a restart, partitions read before resume where their hand-over stopped, and
+        # any others appeared since the first assignment: they are read from the beginning.
+        starts, ends = self._start_and_end_offsets(consumer, new, initial and not self._resume)
+        resumed = {tp: self._resume[tp] for tp in new if tp in self._resume}
+        starts.update(resumed)
         consumer.incremental_assign([KafkaTopicPartition(t, p, starts[(t, p)]) for t, p in new])
         self._assigned.update(new)
+        for tp in new:
+            self._resume.setdefault(tp, starts[tp])
+        policy = self.policy.kind if self.policy.kind != "lookback" else f"-{self.policy.window}"
         log.info(
             "table %s: assigned %d partition(s) of %s, start %s",
             self.name,
             len(new),
             ", ".join(sorted({t for t, _ in new})),
-            self.policy.kind if self.policy.kind != "lookback" else f"-{self.policy.window}",
+            f"where the last hand-over stopped ({len(resumed)} resumed)" if resumed else policy,
         )
-        self.callbacks.on_assigned({tp: o for tp, o in starts.items() if o >= 0}, ends)
+        first_starts = {tp: o for tp, o in starts.items() if o >= 0 and tp not in resumed}
+        self._notify(self.callbacks.on_assigned, first_starts, ends)
 
     def _partitions(self, consumer: Consumer) -> list[Partition]:
         found: list[Partition] = []
@@ -311,7 +370,27 @@ class KafkaSource:
 
     # -- librdkafka callbacks ---------------------------------------------------
 
+    def _notify(self, callback: Callable[..., None], *args: object) -> None:
+        """Call an owner's callback; what it raises is logged, never the loop's end."""
+        try:
+            callback(*args)
+        except Exception:
+            self._log_callback_failure(getattr(callback, "__name__", repr(callback)))
+
+    def _log_callback_failure(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._callback_logged_at >= CALLBACK_LOG_INTERVAL_S:
+            self._callback_logged_at = now
+            log.exception("table %s: %s failed; ignored", self.name, what)
+
     def _on_stats(self, stats_json: str) -> None:
+        # librdkafka would re-raise an exception from here out of consume(): none escapes.
+        try:
+            self._read_stats(stats_json)
+        except Exception:
+            self._log_callback_failure("the statistics callback")
+
+    def _read_stats(self, stats_json: str) -> None:
         try:
             stats = json.loads(stats_json)
         except ValueError:
@@ -327,15 +406,19 @@ class KafkaSource:
                 ):
                     highs[(topic, pid)] = p_stats["hi_offset"]
         if highs:
-            self.callbacks.on_watermarks(highs)
+            self._notify(self.callbacks.on_watermarks, highs)
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.code() in CONNECTION_ERRORS:
-            self._set_connected(False)
-        now = time.monotonic()
-        if now - self._last_error_log >= 10.0:
-            self._last_error_log = now
-            log.warning("table %s: kafka: %s", self.name, error.str())
+        # Called by librdkafka (error_cb) and by the loop; never raises either way.
+        try:
+            if error.code() in CONNECTION_ERRORS:
+                self._set_connected(False)
+            now = time.monotonic()
+            if now - self._last_error_log >= 10.0:
+                self._last_error_log = now
+                log.warning("table %s: kafka: %s", self.name, error.str())
+        except Exception:
+            self._log_callback_failure("the error callback")
 
     def _set_connected(self, connected: bool) -> None:
         if connected != self._connected:
@@ -344,7 +427,7 @@ class KafkaSource:
                 log.warning("table %s: no broker reachable; retrying", self.name)
             elif was is False:
                 log.info("table %s: reconnected to kafka", self.name)
-            self.callbacks.on_connected(connected)
+            self._notify(self.callbacks.on_connected, connected)
 
 
 def _raw_batch(topic: str, messages: list, headers: bool = False) -> RawBatch:

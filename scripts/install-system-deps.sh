@@ -2,8 +2,9 @@
 # Installs the system packages livetables needs, when missing.
 #   (always)  Java 17+ and Maven: the local Kafka broker's jars are fetched with Maven;
 #             Node.js/npm: the Perspective browser packages are installed with npm.
-#   --test    also Chromium (browser tests) and Prometheus with promtool (the metrics
-#             lint and the dashboard's query tests).
+#   --test    also Chromium (browser tests), Prometheus with promtool (the metrics lint,
+#             the dashboard's query tests and the alert rules' tests), and podman, runc and
+#             debootstrap (the container image is built and run from a locally made base).
 # Safe to run again: it only installs what is not already there.
 set -euo pipefail
 
@@ -14,6 +15,12 @@ if ! command -v npm >/dev/null 2>&1; then need+=(npm); fi
 if [ "${1:-}" = "--test" ]; then
   if [ ! -x /usr/bin/chromium ]; then need+=(chromium); fi
   if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi
+  if ! command -v podman >/dev/null 2>&1; then need+=(podman); fi
+  # runc: the default crun fails on hosts with hybrid cgroups (see scripts/podman-env.sh).
+  if ! command -v runc >/dev/null 2>&1 && [ ! -x /usr/sbin/runc ]; then need+=(runc); fi
+  if ! command -v debootstrap >/dev/null 2>&1 && [ ! -x /usr/sbin/debootstrap ]; then
+    need+=(debootstrap)
+  fi
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -39,7 +40,8 @@ from service.formatconfig import (
     add_extra_columns,
     table_problems,
 )
-from service.security.settings import AuthConfig
+from service.security.network import parse_network, valid_frame_ancestor, valid_host_pattern
+from service.security.settings import MIN_TOKEN_LENGTH, AuthConfig
 
 ColumnType = Literal["string", "integer", "float", "boolean", "date", "datetime"]
 """The column types a Perspective table knows."""
@@ -141,6 +143,86 @@ class ServerConfig(Strict):
         interval = info.data.get("websocket_ping_interval_seconds")
         if interval is not None and value > interval:
             raise ValueError("must not be longer than websocket_ping_interval_seconds")
+        return value
+
+    # The HTTP port under attack: connection caps, timeouts, who is asking, under which name.
+    # See service/web/server.py and service/security/network.py; defaults in the README.
+    max_connections: int = Field(
+        10000, ge=1, description="open TCP connections, all clients together (websockets included)"
+    )
+    max_connections_per_address: int = Field(
+        500, ge=1, description="open TCP connections from one peer address (trusted proxies exempt)"
+    )
+    max_websocket_sessions: int = Field(4000, ge=1, description="open websocket sessions in total")
+    max_websocket_sessions_per_address: int = Field(
+        200, ge=1, description="open websocket sessions of one client address"
+    )
+    header_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="time to send a complete request header, counted from the end of the "
+        "previous request on the connection (so it also closes idle keep-alive connections)",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=4096, le=1024 * 1024, description="request line and headers, in bytes"
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or CIDR ranges of proxies whose X-Forwarded-For/X-Real-Ip/"
+        "X-Forwarded-Proto are believed",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the service answers to (exact, or *.example.com); "
+        "empty: any. IP addresses are always accepted",
+    )
+    frame_ancestors: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to frame the pages besides the service's own",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token /metrics requires when set (16+ characters)"
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                parse_network(entry)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or CIDR range (like 10.0.0.0/8)"
+                ) from None
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_patterns(cls, value: list[str]) -> list[str]:
+        bad = [h for h in value if not valid_host_pattern(h.strip().rstrip("."))]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not a host name or *.domain pattern (no scheme, no port)"
+            )
+        return value
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _ancestors(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if not valid_frame_ancestor(a)]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not an origin like https://grafana.example.com "
+                "(https://*.example.com for subdomains)"
+            )
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters")
         return value
 
 

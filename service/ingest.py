@@ -9,6 +9,15 @@ over doing both on one thread, and nothing runs on the web server's IOLoop.
 When the applier falls behind, the batches waiting for an append or
 rolling-window table are concatenated into one update (conflation): fewer,
 larger updates are cheaper than many small ones.
+
+No record and no bug may leave a table silently dead. Decoding, dead letters
+and error reporting on the consumer threads count what fails and go on; a
+consumer that fails anyway restarts by itself (``connectors/kafka.py``). The
+applier counts a batch the engine refuses (``update_failed``) and goes on; if
+anything else fails on its thread, it restarts with backoff
+(``livetables_applier_restarts_total``) and applies the batches it had taken
+but not yet applied, so none is lost and none applied twice. While a thread is
+down, ``/healthz`` names it.
 """
 
 from __future__ import annotations
@@ -18,10 +27,12 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import pyarrow as pa
 
+from connectors.backoff import Backoff
 from connectors.base import DecodedBatch, RawBatch
 from connectors.decoding import BatchDecoder
 from connectors.kafka import KafkaSource, SourceCallbacks, StartPolicy, consumer_properties
@@ -64,7 +75,12 @@ class Ingestor:
         self._queue: queue.Queue[_Work | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._stop = threading.Event()
         self._applier = threading.Thread(target=self._apply_loop, name="applier", daemon=True)
+        # Set while the applier is down after a failure, until it runs again.
         self._applier_failure: BaseException | None = None
+        self._applier_backoff = Backoff()
+        # Batches taken off the queue but not applied yet: kept across an applier restart.
+        self._carry: deque[_Work] = deque()
+        self._draining = False
         self._error_log_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self.faults = RecordFaults(config, metrics)
@@ -78,12 +94,26 @@ class Ingestor:
         metrics = self.metrics
 
         def on_batch(raw: RawBatch, positions: dict[Partition, int]) -> None:
-            # Oversized records cut out, bad ones copied to a dead-letter topic: service/faults.py
-            batch = self.faults.decode(name, decoder, raw) if len(raw) else DecodedBatch(rows=None)
+            # Oversized records cut out, a raising decoder isolated, bad records copied to
+            # a dead-letter topic: service/faults.py. Nothing here raises before the hand-over.
             if len(raw):
-                metrics.records_consumed.labels(name).inc(len(raw))
-            self._report_errors(name, batch)
-            self._put(_Work(name, batch, positions))
+                batches = self.faults.decode(name, decoder, raw)
+            else:
+                batches = [DecodedBatch(rows=None)]
+            try:
+                if len(raw):
+                    metrics.records_consumed.labels(name).inc(len(raw))
+                for batch in batches:
+                    self._report_errors(name, batch)
+            except Exception:  # counting and logging must never cost the batch itself
+                log.exception("table %s: reporting a batch failed", name)
+            # Earlier pieces carry no positions: progress moves once the last one is applied.
+            for batch in batches[:-1]:
+                self._put(_Work(name, batch, {}))
+            self._put(_Work(name, batches[-1], positions))
+
+        def on_restart(_failure: BaseException) -> None:
+            metrics.consumer_restarts.labels(name).inc()
 
         def on_connected(connected: bool) -> None:
             progress.connected = connected
@@ -94,6 +124,7 @@ class Ingestor:
             on_assigned=progress.on_assigned,
             on_watermarks=progress.on_watermarks,
             on_connected=on_connected,
+            on_restart=on_restart,
         )
         properties = consumer_properties(
             self.config.kafka.bootstrap_servers, dict(self.config.kafka.client), policy, name
@@ -121,20 +152,26 @@ class Ingestor:
 
     @property
     def healthy(self) -> bool:
-        """Every thread that should be running is."""
-        if self._applier_failure is not None or not self._applier.is_alive():
-            return False
-        return all(s.failure is None and s.alive for s in self.sources)
+        """Every thread that should be running is, and none is down restarting."""
+        return not self.problems()
 
     def problems(self) -> list[str]:
+        """What /healthz reports: each thread that is dead, or down until its restart."""
         out = []
-        if self._applier_failure is not None or not self._applier.is_alive():
-            out.append(f"applier thread stopped: {self._applier_failure!r}")
-        out.extend(
-            f"table {s.name}: consumer thread stopped: {s.failure!r}"
-            for s in self.sources
-            if s.failure is not None or not s.alive
-        )
+        applier_failure = self._applier_failure
+        if not self._applier.is_alive():
+            out.append(f"applier thread stopped: {applier_failure!r}")
+        elif applier_failure is not None:
+            out.append(f"applier thread restarting after: {applier_failure!r}")
+        for source in self.sources:
+            failure = source.failure
+            if not source.alive:
+                out.append(f"table {source.name}: consumer thread stopped: {failure!r}")
+            elif failure is not None:
+                out.append(
+                    f"table {source.name}: consumer restarting (restart {source.restarts}) "
+                    f"after: {failure!r}"
+                )
         return out
 
     @property
@@ -187,29 +224,62 @@ class Ingestor:
     # -- the applier --------------------------------------------------------------
 
     def _apply_loop(self) -> None:
-        try:
-            while True:
-                work = self._queue.get()
-                if work is None:
+        """Apply batches until stopped; after a failure, restart with backoff."""
+        while True:
+            started = time.monotonic()
+            try:
+                self._drain()
+                return
+            except Exception as exc:
+                self._applier_failure = exc
+                self.metrics.applier_restarts.inc()
+                delay = self._applier_backoff.delay(time.monotonic() - started)
+                log.exception(
+                    "applier thread failed; restarting in %.1f s with %d batch(es) still to apply",
+                    delay,
+                    len(self._carry),
+                )
+                if self._stop.wait(delay) and not self._carry and not self._draining:
                     return
-                pending = [work]
-                while len(pending) < QUEUE_BATCHES:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        self._apply_all(pending)
-                        return
-                    pending.append(more)
-                self._apply_all(pending)
-        except BaseException as exc:
-            self._applier_failure = exc
-            log.exception("applier thread failed")
+                self._applier_failure = None
+            except BaseException as exc:  # not ours to survive: the thread ends, /healthz says so
+                self._applier_failure = exc
+                log.exception("applier thread stopped")
+                return
 
-    def _apply_all(self, pending: list[_Work]) -> None:
-        for group in _conflate(pending, self.config):
-            self._apply(group)
+    def _drain(self) -> None:
+        """Take batches off the queue and apply them, conflated, until the stop sentinel.
+
+        A batch is taken off ``_carry`` just before it is applied: if applying it
+        fails in a way ``_apply`` does not absorb, it is not applied again (it may
+        have reached the table), and the batches after it are applied on restart.
+        """
+        while True:
+            while self._carry:
+                self._apply(self._carry.popleft())
+            if self._draining:
+                return
+            work = self._queue.get()
+            if work is None:
+                return
+            pending = [work]
+            while len(pending) < QUEUE_BATCHES:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._draining = True  # apply what was taken, then stop
+                    break
+                pending.append(more)
+            self._carry.extend(self._conflated(pending))
+
+    def _conflated(self, pending: list[_Work]) -> list[_Work]:
+        try:
+            return _conflate(pending, self.config)
+        except Exception:  # merging is an optimisation: apply them one by one instead
+            log.exception("conflating %d batches failed; applying them one by one", len(pending))
+            return pending
 
     def _apply(self, work: _Work) -> None:
         name, batch = work.table, work.batch

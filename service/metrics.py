@@ -270,12 +270,53 @@ class Metrics:
             ["table", "outcome"],
             registry=r,
         )
+        self.dead_letters_truncated = Counter(
+            "livetables_dead_letter_truncated",
+            "Dead-letter copies cut down to fit the producer's message.max.bytes (an oversized "
+            "record, typically); each is also counted as sent or failed.",
+            ["table"],
+            registry=r,
+        )
+        self.consumer_restarts = Counter(
+            "livetables_consumer_restarts",
+            "Times a table's consumer failed and was restarted, resuming after the last "
+            "batch it had handed over.",
+            ["table"],
+            registry=r,
+        )
+        self.applier_restarts = Counter(
+            "livetables_applier_restarts",
+            "Times the applier thread failed and was restarted (batches it had not applied "
+            "yet are kept).",
+            registry=r,
+        )
+        # The HTTP port under load or attack (service/web/server.py).
+        self.http_connections = Gauge(
+            "livetables_http_connections",
+            "Open TCP connections to the HTTP port, websockets included.",
+            registry=r,
+        )
+        self.connections_rejected = Counter(
+            "livetables_connections_rejected",
+            "TCP connections closed at accept time, by reason (total, per_address: a cap was "
+            "reached; open_files: accepting paused at the open-file limit).",
+            ["reason"],
+            registry=r,
+        )
+        self.http_rejected = Counter(
+            "livetables_http_requests_rejected",
+            "HTTP requests refused before any handler ran, by reason (host: not in "
+            "server.allowed_hosts; body: a request body, which no endpoint takes).",
+            ["reason"],
+            registry=r,
+        )
         # The process itself: resident memory (the tables live in it), CPU, file descriptors.
         ProcessCollector(registry=r)
 
     def init_table(self, table: str) -> None:
         """Create a table's series at zero, so that it is visible before its first record."""
         self.records_consumed.labels(table)
+        self.consumer_restarts.labels(table)
         for op in ("update", "remove"):
             self.rows_applied.labels(table, op)
         self.update_latency.labels_init(table)

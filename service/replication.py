@@ -182,7 +182,13 @@ class Replicator:
             return
         frames = _frames(pending)
         for subscriber in subscribers:
-            subscriber.deliver(frames)
+            try:
+                subscriber.deliver(frames)
+            except Exception:
+                # Its replica has missed these frames and cannot be trusted: it is dropped,
+                # and every other subscriber still gets them.
+                self.unsubscribe(name, subscriber)
+                log.exception("table %s: a replica could not be fed; unsubscribed it", name)
 
 
 def _frames(batches: list[DecodedBatch]) -> list[bytes]:

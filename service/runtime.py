@@ -13,8 +13,6 @@ import signal
 import socket
 from typing import Any
 
-from tornado.httpserver import HTTPServer
-
 from service import __version__
 from service.config import LivetablesConfig
 from service.ingest import Ingestor
@@ -23,8 +21,14 @@ from service.replication import Replicator
 from service.state import ServiceState
 from service.tables import TableHost
 from service.web.app import make_app
+from service.web.server import GuardedHTTPServer, http_server
 
 log = logging.getLogger(__name__)
+
+# Connections the kernel completes before the service accepts them. Tornado's 128 drops
+# the SYNs of a burst (each dropped client retries after a second); the kernel caps it
+# at net.core.somaxconn anyway.
+LISTEN_BACKLOG = 1024
 
 
 class Service:
@@ -40,14 +44,14 @@ class Service:
         self.ingestor = Ingestor(config, self.host, self.metrics, self.replicator)
         self.state = ServiceState(config, self.host, self.ingestor, self.metrics, self.replicator)
         self.sessions: set[Any] = set()
-        self._http: HTTPServer | None = None
+        self._http: GuardedHTTPServer | None = None
         self.port: int | None = None
 
     async def start(self, host: str | None = None, port: int | None = None) -> None:
         host = host if host is not None else self.config.server.host
         port = port if port is not None else self.config.server.port
         app = make_app(self.state, self.sessions)
-        self._http = HTTPServer(app, xheaders=True)
+        self._http = http_server(app, self.config.server, self.metrics)
         sockets = _bind(host, port)
         self._http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
@@ -86,6 +90,7 @@ def _bind(host: str, port: int) -> list[socket.socket]:
         port,
         address=None if host in ("", "0.0.0.0") else host,
         family=socket.AF_INET if host in ("", "0.0.0.0") else socket.AF_UNSPEC,
+        backlog=LISTEN_BACKLOG,
     )
 
 

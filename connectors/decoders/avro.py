@@ -474,7 +474,9 @@ class AvroDecoder(Decoder):
                 append(reader(stream, parsed, None))
             except Exception as exc:  # any decoding failure is this record's
                 bad.append(i)
-                errors.append(DecodeError(*locate(i), "invalid_avro", str(exc)[:200]))
+                # fastavro decodes strings with bytes.decode: a string not UTF-8 raises here.
+                reason = "invalid_utf8" if isinstance(exc, UnicodeDecodeError) else "invalid_avro"
+                errors.append(DecodeError(*locate(i), reason, str(exc)[:200]))
                 continue
             if stream.tell() != len(value):
                 records.pop()

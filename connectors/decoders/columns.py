@@ -7,6 +7,11 @@ timestamps, epoch numbers (seconds, milliseconds, microseconds or nanoseconds,
 told apart by magnitude) and ISO 8601 strings with or without a zone offset.
 A value that cannot be converted makes its row a ``type_mismatch`` error, found
 by converting one value at a time only in a batch that failed as a whole.
+
+Strings must be valid UTF-8 before they reach a table: Perspective stores what
+it is given, and a client reading the table later fails on the bad bytes (the
+table becomes unreadable for everyone). :func:`invalid_utf8_rows` checks whole
+columns at C speed and looks at single values only when a column fails.
 """
 
 from __future__ import annotations
@@ -171,6 +176,45 @@ def bytes_as(values: pa.Array, target: pa.DataType) -> tuple[pa.Array, np.ndarra
             out.append(None)
             failed[i] = True
     return pa.array(out, target), failed
+
+
+def is_utf8(value: bytes) -> bool:
+    """Whether ``value`` is valid UTF-8 (the slow path: one value at a time)."""
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def invalid_utf8_rows(table: pa.Table) -> tuple[np.ndarray, dict[int, str]] | None:
+    """Rows with a string that is not valid UTF-8, and for each the first such column.
+
+    ``None`` (the usual case) when every string column validates in one pass;
+    only a column that does not is looked at value by value.
+    """
+    bad: np.ndarray | None = None
+    columns: dict[int, str] = {}
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = column.cast(
+            pa.large_binary() if pa.types.is_large_string(field.type) else pa.binary()
+        )
+        failed = np.fromiter(
+            (v is not None and not is_utf8(v) for v in raw.to_pylist()), dtype=bool, count=len(raw)
+        )
+        for i in np.flatnonzero(failed).tolist():
+            columns.setdefault(i, field.name)
+        bad = failed if bad is None else (bad | failed)
+    if bad is None or not bad.any():
+        return None
+    return bad, columns
 
 
 def merge_pieces(

@@ -8,8 +8,9 @@ parses in one call. ``fields:`` maps a column to a CSV column of another name.
 
 A batch that does not parse (a line with the wrong number of fields, a value
 that is not of its column's type) is split in halves until the bad records
-stand alone, as for JSON; they are counted as ``invalid_csv`` or
-``type_mismatch``. Datetime columns take ISO 8601 or epoch numbers.
+stand alone, as for JSON; they are counted as ``invalid_csv``,
+``type_mismatch`` or ``invalid_utf8`` (pyarrow's reader checks that string
+columns are UTF-8). Datetime columns take ISO 8601 or epoch numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from connectors.base import DecodeError, Decoder
-from connectors.decoders.columns import CAST_ERRORS, coerce
+from connectors.decoders.columns import CAST_ERRORS, coerce, is_utf8
 
 _TEXT_PARSED = (pa.types.is_timestamp, pa.types.is_date, pa.types.is_boolean)
 
@@ -126,12 +127,7 @@ class CsvDecoder(Decoder):
         except (*CAST_ERRORS, ValueError, UnicodeDecodeError) as exc:
             if stop - start == 1:
                 position = int(index[start])
-                reason = (
-                    "type_mismatch"
-                    if "conversion" in str(exc).lower()
-                    or isinstance(exc, (pa.ArrowNotImplementedError, OverflowError))
-                    else "invalid_csv"
-                )
+                reason = _reason(lines[start], exc)
                 errors.append(DecodeError(*locate(position), reason, str(exc)[:200]))
                 return
             middle = (start + stop) // 2
@@ -140,3 +136,14 @@ class CsvDecoder(Decoder):
             return
         pieces.append(rows)
         positions.append(index[start:stop])
+
+
+def _reason(line: bytes, exc: Exception) -> str:
+    """Why one line failed: pyarrow's reader refuses a string that is not UTF-8 too."""
+    if not is_utf8(line):
+        return "invalid_utf8"
+    if "conversion" in str(exc).lower() or isinstance(
+        exc, (pa.ArrowNotImplementedError, OverflowError)
+    ):
+        return "type_mismatch"
+    return "invalid_csv"

@@ -8,6 +8,11 @@ fails, or returns a different number of rows than values, is split in halves
 until the bad records stand alone; those are classified (not JSON, not an
 object, wrong type) and reported, and every good record of the batch is kept.
 
+pyarrow's reader copies string bytes as they are, valid UTF-8 or not; the
+check that no such string reaches a table is made on the decoded columns
+(``connectors/decoding.py``). A record that fails to parse only because it
+is not UTF-8 is classified ``invalid_utf8``; binary noise stays ``invalid_json``.
+
 Datetime columns take ISO 8601 strings or epoch numbers (s, ms, us or ns,
 told apart by magnitude). Which of the two a column carries is learnt from
 the data and kept, so a steady stream pays for one parse per batch.
@@ -29,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from connectors.base import DecodeError, Decoder
-from connectors.decoders.columns import epoch_to_timestamp_ms
+from connectors.decoders.columns import epoch_to_timestamp_ms, is_utf8
 
 _OPEN = b'{"v":'
 _SEPARATOR = b'}\n{"v":'
@@ -196,6 +201,8 @@ class JsonDecoder(Decoder):
         try:
             document = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
+            if not is_utf8(value) and _is_json(value.decode("utf-8", "replace")):
+                return DecodeError(topic, partition, offset, "invalid_utf8", "not valid UTF-8")
             return DecodeError(topic, partition, offset, "invalid_json", str(exc)[:200])
         if not isinstance(document, dict) and self._whole is None:
             kind = type(document).__name__
@@ -205,6 +212,14 @@ class JsonDecoder(Decoder):
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
             return DecodeError(topic, partition, offset, "type_mismatch", _describe(str(exc)))
         return DecodeError(topic, partition, offset, "invalid_json", "rejected by the parser")
+
+
+def _is_json(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _struct_type(tree: dict) -> pa.DataType:

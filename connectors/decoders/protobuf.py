@@ -479,10 +479,16 @@ class ProtobufDecoder(Decoder):
                 append(parse(values[i][start:] if start else values[i]))
             except Exception as exc:  # DecodeError of the runtime, and friends
                 bad.append(i)
-                errors.append(DecodeError(*locate(i), "invalid_protobuf", str(exc)[:200]))
+                # proto3: "String field had bad UTF-8" (upb's words; otherwise invalid_protobuf)
+                reason = "invalid_utf8" if "UTF-8" in str(exc) else "invalid_protobuf"
+                errors.append(DecodeError(*locate(i), reason, str(exc)[:200]))
         if bad:
             positions = np.setdiff1d(positions, np.array(bad, dtype=np.int64))
-        arrays = [column.read(messages) for column in plan.columns]
+        try:
+            arrays = [column.read(messages) for column in plan.columns]
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            messages, positions = _without_bytes_strings(plan, messages, positions, locate, errors)
+            arrays = [column.read(messages) for column in plan.columns]
         return self._typed(arrays, positions, locate, errors)
 
     def _typed(self, arrays, positions, locate, errors):
@@ -494,6 +500,21 @@ class ProtobufDecoder(Decoder):
             )
             positions = positions[keep]
         return rows, positions
+
+
+def _without_bytes_strings(plan: _Plan, messages: list, positions: np.ndarray, locate, errors):
+    """The messages without those whose string column holds bytes, each an ``invalid_utf8``.
+
+    A proto3 runtime refuses to parse a string field that is not UTF-8; a proto2
+    one hands it over as ``bytes`` instead, which no string column may hold.
+    """
+    text = [c for c in plan.columns if not c.absent and c.kind == "string"]
+    keep = np.ones(len(messages), dtype=bool)
+    for j, message in enumerate(messages):
+        if any(isinstance(c.get(message), bytes) for c in text):
+            keep[j] = False
+            errors.append(DecodeError(*locate(int(positions[j])), "invalid_utf8", "a string field"))
+    return [m for m, k in zip(messages, keep, strict=True) if k], positions[keep]
 
 
 def _message_indexes(value: bytes, start: int) -> tuple[tuple[int, ...], int]:

@@ -104,7 +104,7 @@ class LocalKafka:
         config = self.data_dir / "server.properties"
         config.write_text(self._properties())
         if not (self.data_dir / "logs" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = _cluster_id()
             result = subprocess.run(
                 self._java(lib, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(config)),
                 capture_output=True,
@@ -154,3 +154,14 @@ class LocalKafka:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id (base64url of 16 bytes) that cannot start with ``-``.
+
+    The storage tool reads ``-t -abc...`` as another option and refuses to format.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

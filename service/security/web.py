@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from tornado.ioloop import IOLoop
 from tornado.web import RequestHandler
@@ -39,15 +40,25 @@ log = logging.getLogger(__name__)
 COOKIE = "livetables_token"
 QUERY_PARAMETER = "token"
 LOG_INTERVAL_S = 5.0
-_TOKEN_IN_QUERY = re.compile(rf"([?&]{QUERY_PARAMETER}=)[^&\s]*")
+_QUERY_PAIR = re.compile(r"([?&])([^=&\s#]*)=([^&\s#]*)")
 _COOKIE_SAFE = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
+SESSION_REASONS = ("sessions", "sessions_per_address")
 
 TablesOf = Callable[[RequestHandler, tuple[str, ...]], Iterable[str]]
 
 
 def redact(text: str) -> str:
-    """A request line with any token query parameter masked, for logs."""
-    return _TOKEN_IN_QUERY.sub(r"\1***", text)
+    """A request line with any token query parameter masked, for logs.
+
+    Names are compared after percent-decoding, as Tornado decodes them when it reads
+    the token: ``?%74oken=...`` authenticates, so it is masked too."""
+
+    def mask(pair: re.Match[str]) -> str:
+        if unquote_plus(pair.group(2)).strip().lower() == QUERY_PARAMETER:
+            return f"{pair.group(1)}{pair.group(2)}=***"
+        return pair.group(0)
+
+    return _QUERY_PAIR.sub(mask, text)
 
 
 def normalise_origin(origin: str) -> str | None:
@@ -77,6 +88,43 @@ class Denied(Exception):
         self.challenge = challenge
 
 
+class SessionSlots:
+    """Open websocket sessions, in total and per client address, against their caps.
+
+    A slot is taken when the upgrade is admitted (before the 101 answer) and given
+    back when the session closes, or when the upgrade ends without a session."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.max_total = total
+        self.max_per_address = per_address
+        self.total = 0
+        self.by_address: Counter[str] = Counter()
+
+    def refusal(self, address: str) -> str | None:
+        if self.total >= self.max_total:
+            return "sessions"
+        if self.by_address[address] >= self.max_per_address:
+            return "sessions_per_address"
+        return None
+
+    def take(self, address: str) -> None:
+        self.total += 1
+        self.by_address[address] += 1
+
+    def give_back(self, address: str) -> None:
+        self.total -= 1
+        self.by_address[address] -= 1
+        if self.by_address[address] <= 0:
+            del self.by_address[address]
+
+
+_SESSION_REFUSALS = {
+    "sessions": "too many websocket sessions on this server (server.max_websocket_sessions)",
+    "sessions_per_address": "too many websocket sessions from your address "
+    "(server.max_websocket_sessions_per_address)",
+}
+
+
 class Gate:
     """Everything the handlers need to admit a request: auth, table access, origins."""
 
@@ -85,9 +133,11 @@ class Gate:
         authenticator: Authenticator,
         metrics: Metrics,
         allowed_origins: Iterable[str] = (),
+        sessions: SessionSlots | None = None,
     ) -> None:
         self.auth = authenticator
         self.metrics = metrics
+        self.sessions = sessions or SessionSlots(1 << 30, 1 << 30)
         origins = list(allowed_origins)
         self.any_origin = "*" in origins
         self.origins = {o for o in (normalise_origin(x) for x in origins if x != "*") if o}
@@ -141,6 +191,19 @@ class Gate:
         if principal.expires_at is not None:
             options["max_age"] = max(0, int(principal.expires_at - time.time()))
         handler.set_cookie(COOKIE, token, **options)
+
+    def refused_session(self, reason: str, address: str) -> None:
+        now = time.monotonic()
+        if now - self._logged_at.get(reason, -LOG_INTERVAL_S) >= LOG_INTERVAL_S:
+            self._logged_at[reason] = now
+            hint = (
+                "; if that address is a proxy or load balancer, list it in server.trusted_proxies"
+                if reason == "sessions_per_address"
+                else ""
+            )
+            log.warning(
+                "refused a websocket from %s: %s%s", address, _SESSION_REFUSALS[reason], hint
+            )
 
     def _refused(self, reason: str, handler: RequestHandler, detail: str) -> None:
         self.metrics.auth_failures.labels(reason).inc()
@@ -240,7 +303,40 @@ class _VisibleState:
 
 
 class _ProtectedSocket(_ProtectedPage):
-    """Mixed in front of a websocket handler: also origins and token expiry."""
+    """Mixed in front of a websocket handler: also session caps, origins and token expiry."""
+
+    _slot: str | None = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        handler: Any = self
+        if handler._finished:
+            return  # refused by the gate
+        address = handler.request.remote_ip
+        refusal = self.gate.sessions.refusal(address)
+        if refusal is not None:
+            # Refused before the upgrade, with a status and a reason a person can read.
+            self.gate.metrics.websocket_rejected.labels(refusal).inc()
+            self.gate.refused_session(refusal, address)
+            handler.set_status(503)
+            handler.set_header("Content-Type", "text/plain; charset=utf-8")
+            handler.set_header("Cache-Control", "no-store")
+            handler.set_header("Retry-After", "10")
+            handler.finish(_SESSION_REFUSALS[refusal] + "; try again later\n")
+            return
+        self.gate.sessions.take(address)
+        self._slot = address
+
+    def on_finish(self) -> None:
+        handler: Any = self
+        if handler.get_status() != 101:
+            self._give_back_slot()  # the upgrade did not happen: no session to wait for
+        super().on_finish()  # type: ignore[misc]
+
+    def _give_back_slot(self) -> None:
+        if self._slot is not None:
+            self.gate.sessions.give_back(self._slot)
+            self._slot = None
 
     def check_origin(self, origin: str) -> bool:
         handler: Any = self
@@ -265,6 +361,7 @@ class _ProtectedSocket(_ProtectedPage):
             handler.close(1008, "token expired")
 
     def on_close(self) -> None:
+        self._give_back_slot()
         expiry = getattr(self, "_expiry", None)
         if expiry is not None:
             IOLoop.current().remove_timeout(expiry)
@@ -294,7 +391,11 @@ def security_for(
 
     ``facts`` (the table host) lets the guard price views before the engine builds them.
     """
-    gate = Gate(Authenticator(config.auth), metrics, config.server.allowed_origins)
+    server = config.server
+    sessions = SessionSlots(
+        server.max_websocket_sessions, server.max_websocket_sessions_per_address
+    )
+    gate = Gate(Authenticator(config.auth), metrics, server.allowed_origins, sessions)
     policy = GuardPolicy(
         tables=frozenset(config.tables),
         editable=frozenset(name for name, t in config.tables.items() if t.editable),
@@ -310,7 +411,7 @@ def security_for(
             max_serialized_cells=config.server.max_serialized_cells,
         ),
     )
-    for reason in REASONS:
+    for reason in (*REASONS, *SESSION_REASONS):
         metrics.websocket_rejected.labels(reason)
 
     def make_guard(handler: Any) -> SessionGuard:

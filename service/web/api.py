@@ -6,6 +6,7 @@ table update or calls into Kafka.
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 
@@ -13,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.web import RequestHandler
 
 from service.state import ServiceState
+from service.web.errors import SafeErrors
 
 
-class _Base(RequestHandler):
+class _Base(SafeErrors, RequestHandler):
     def initialize(self, state: ServiceState) -> None:
         self.state = state
 
@@ -69,6 +71,26 @@ class Readyz(_Base):
 
 
 class MetricsEndpoint(_Base):
+    """Prometheus text format. Its labels name every table, restricted ones included:
+    with ``server.metrics_token`` set, only a scraper holding that token reads it."""
+
+    def prepare(self) -> None:
+        token = self.state.config.server.metrics_token
+        if token is None:
+            return
+        scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
+        expected = token.get_secret_value().encode("utf-8")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("utf-8"), expected
+        ):
+            return
+        self.state.metrics.auth_failures.labels("missing" if not given else "invalid").inc()
+        self.set_status(401)
+        self.set_header("WWW-Authenticate", 'Bearer realm="livetables metrics"')
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish("this endpoint needs the metrics bearer token\n")
+
     def get(self) -> None:
         self.state.refresh_gauges()
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)

@@ -7,16 +7,17 @@ from typing import Any
 
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
+from service.security.headers import header_transform
 from service.security.web import protect, redact, security_for, table_in_path
 from service.state import ServiceState
 from service.web.api import Healthz, MetricsEndpoint, Readyz, TablesApi
 from service.web.assets import STATIC_DIR, TEMPLATE_DIR, perspective_assets_dir
+from service.web.errors import NotFound, SafeErrors, with_safe_errors
 from service.web.pages import DashboardPage, IndexPage, TablePage
 from service.web.websocket import PerspectiveWebSocket, ReplicateWebSocket
 
 log = logging.getLogger(__name__)
 
-MAX_WEBSOCKET_MESSAGE = 16 * 1024 * 1024
 QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 access_log = logging.getLogger("tornado.access")
 
@@ -35,7 +36,11 @@ def log_request(handler: RequestHandler) -> None:
     )
 
 
-class AssetHandler(StaticFileHandler):
+class StaticHandler(SafeErrors, StaticFileHandler):
+    """The service's own scripts and styles."""
+
+
+class AssetHandler(StaticHandler):
     """Versioned npm files: cacheable for a day (the version is pinned in package.json)."""
 
     def set_extra_headers(self, path: str) -> None:
@@ -71,7 +76,7 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         (r"/dashboards/([^/]+)", protect(DashboardPage, gate, dashboard_tables), pages),
         (
             r"/websocket",
-            protect(PerspectiveWebSocket, gate),
+            protect(with_safe_errors(PerspectiveWebSocket), gate),
             {
                 "server": state.host.server,
                 "make_guard": make_guard,
@@ -81,7 +86,7 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         ),
         (
             r"/replicate/([^/]+)",
-            protect(ReplicateWebSocket, gate, table_in_path),
+            protect(with_safe_errors(ReplicateWebSocket), gate, table_in_path),
             {
                 "replicator": state.replicator,
                 "tables": state.config.tables,
@@ -94,15 +99,18 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         (r"/healthz", Healthz, common),
         (r"/readyz", Readyz, common),
         (r"/metrics", MetricsEndpoint, common),
-        (r"/static/livetables/(.*)", StaticFileHandler, {"path": str(STATIC_DIR)}),
+        (r"/static/livetables/(.*)", StaticHandler, {"path": str(STATIC_DIR)}),
     ]
     if assets is not None:
         routes.append((r"/static/perspective/(.*)", AssetHandler, {"path": str(assets)}))
     return Application(
         routes,
         template_path=str(TEMPLATE_DIR),
-        websocket_max_message_size=max(MAX_WEBSOCKET_MESSAGE, server.max_request_bytes),
+        # Refused from the frame header (close code 1009), before the payload is read.
+        websocket_max_message_size=server.max_request_bytes,
         websocket_ping_interval=server.websocket_ping_interval_seconds,
         websocket_ping_timeout=server.websocket_ping_timeout_seconds,
         log_function=log_request,
+        default_handler_class=NotFound,
+        transforms=[header_transform(server.frame_ancestors)],
     )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import Finish, HTTPError, RequestHandler
 
 from service import __version__
 from service.state import ServiceState
+from service.web.errors import ClientError, SafeErrors
 
 MODES = {
     "replicated": "The browser holds a copy of the table and receives every change as it "
@@ -17,31 +18,41 @@ MODES = {
 }
 
 
+# Inside <script>, "</script", "<!--" and "<script" change how the HTML parser reads on
+# (an unclosed "<!--<script>" swallows the real "</script>"); JSON may spell any character
+# as an escape, so "<", ">" and "&" never appear literally. U+2028/9 for old JS parsers.
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
 def _script_json(payload: Any) -> str:
-    """JSON safe to place inside a <script> element."""
-    return json.dumps(payload).replace("</", "<\\/")
+    """JSON safe to place inside a <script> element, whatever strings it carries."""
+    return json.dumps(payload).translate(_SCRIPT_ESCAPES)
 
 
-class _Page(RequestHandler):
+class _Page(SafeErrors, RequestHandler):
     def initialize(self, state: ServiceState, assets_ok: bool) -> None:
         self.state = state
         self.assets_ok = assets_ok
 
-    def set_default_headers(self) -> None:
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "same-origin")
-
     def mode(self) -> str:
         mode = self.get_query_argument("mode", "replicated")
         if mode not in MODES:
-            raise HTTPError(400, f"mode must be replicated or server, not {mode!r}")
+            raise ClientError(400, f"mode must be replicated or server, not {mode!r}")
         return mode
 
     def require_assets(self) -> None:
-        if not self.assets_ok:
-            from service.web.assets import MISSING_ASSETS_HELP
+        """Without the browser files a page cannot work: say so in words a user can act on."""
+        if self.assets_ok:
+            return
+        from service.web.assets import MISSING_ASSETS_HELP
 
-            raise HTTPError(503, MISSING_ASSETS_HELP)
+        # Where it looked and why each place failed is in the service log (file paths are
+        # for operators, not for every browser).
+        self.set_status(503)
+        self.render("missing-assets.html", root="../", help_text=MISSING_ASSETS_HELP)
+        raise Finish()
 
     def render_mode_page(self, template: str, mode: str, **kwargs: Any) -> None:
         self.render(
@@ -57,7 +68,16 @@ class _Page(RequestHandler):
 class IndexPage(_Page):
     def get(self) -> None:
         tables = []
-        for t in self.state.tables_summary():
+        summary = self.state.tables_summary()  # only the tables this user may read
+        readable = {t["name"] for t in summary}
+        # A dashboard opens only for a user who may read all its tables (403 otherwise);
+        # the others are not listed, so their cards name no table the user may not see.
+        dashboards = [
+            (name, d)
+            for name, d in self.state.config.dashboards.items()
+            if all(p.table in readable for p in d.panels)
+        ]
+        for t in summary:
             if not t["kafka_connected"]:
                 status, text = "down", "kafka unreachable"
             elif t["ready"]:
@@ -78,7 +98,7 @@ class IndexPage(_Page):
             page="index",
             title="Tables and dashboards",
             tables=tables,
-            dashboards=list(self.state.config.dashboards.items()),
+            dashboards=dashboards,
             version=__version__,
         )
 
@@ -87,7 +107,7 @@ class TablePage(_Page):
     def get(self, name: str) -> None:
         table = self.state.config.tables.get(name)
         if table is None:
-            raise HTTPError(404, f"no table named {name!r}")
+            raise ClientError(404, f"no table named {name!r}")
         self.require_assets()
         mode = self.mode()
         page = {"mode": mode, "table": name, "viewer": {"plugin": "Datagrid"}}
@@ -106,7 +126,7 @@ class DashboardPage(_Page):
     def get(self, name: str) -> None:
         dashboard = self.state.config.dashboards.get(name)
         if dashboard is None:
-            raise HTTPError(404, f"no dashboard named {name!r}")
+            raise ClientError(404, f"no dashboard named {name!r}")
         self.require_assets()
         mode = self.mode()
         panels = [

@@ -52,6 +52,15 @@ class PageProblems:
 
     def watch(self, page: Page) -> None:
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        # Chromium reports what the Content-Security-Policy blocked on the console.
+        page.on(
+            "console",
+            lambda message: (
+                self.errors.append(f"CSP: {message.text}")
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
         page.on(
             "requestfailed",
             lambda request: (

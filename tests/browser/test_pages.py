@@ -11,7 +11,9 @@ from service.localkafka.broker import free_port
 from tests.helpers import json_bytes, produce
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
-LIVE = "document.documentElement.dataset.state === 'live'"
+# Functions, not expressions: Playwright evaluates an expression string with eval(), which
+# the pages' Content-Security-Policy forbids.
+LIVE = "() => document.documentElement.dataset.state === 'live'"
 
 
 def _grid(page: Page):
@@ -125,7 +127,7 @@ def test_the_page_reconnects_after_a_service_restart(kafka, topic_name, run_serv
     expect(_grid(page).get_by_text("first", exact=True)).to_be_visible(timeout=20000)
     service.stop()
     page.wait_for_function(
-        "document.documentElement.dataset.state === 'reconnecting'", timeout=30000
+        "() => document.documentElement.dataset.state === 'reconnecting'", timeout=30000
     )
     expect(page.locator("#status")).to_have_text("reconnecting")
     new_page.screenshot(page, "reconnecting")

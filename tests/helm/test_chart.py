@@ -3,8 +3,8 @@
 helm and kubeconform come from ``.tools/bin`` (``make helm-tools``) or PATH; a missing tool
 fails the tests. kubeconform validates offline against the Kubernetes JSON schemas that the
 PyPI package kubernetes-validate ships (rewritten here into the file layout kubeconform
-reads), and against strict subsets of the ServiceMonitor and HTTPRoute CRDs kept in
-``tests/helm/crd-schemas``.
+reads), and against strict subsets of the ServiceMonitor, PrometheusRule and HTTPRoute CRDs
+kept in ``tests/helm/crd-schemas``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from service.config import (
     ServerConfig,
     TableConfig,
 )
+from service.web.assets import files_to_ship
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "livetables"
@@ -40,6 +41,7 @@ CI_VALUES = {p.name.removesuffix("-values.yaml"): p for p in sorted((CHART / "ci
 HERE = Path(__file__).parent
 BAD_VALUES = HERE / "values"
 CRD_SCHEMAS = HERE / "crd-schemas"
+ALERT_RULES = ROOT / "alerts" / "livetables-rules.yaml"
 RELEASE = "lt"
 NAMESPACE = "trading"
 FULLNAME = f"{RELEASE}-livetables"
@@ -60,13 +62,20 @@ CREDENTIALS_FROM_VALUES = [
     "--set-string",
     "kafka.tls.ca=-----BEGIN CERTIFICATE-----made-up-----END CERTIFICATE-----",
 ]
+# The one value the defaults lack: a table (the chart refuses to install without one).
+ONE_TABLE = [
+    "--set",
+    "config.tables.t.topic=t",
+    "--set-json",
+    'config.tables.t.schema={"id":"string"}',
+]
 # Every values set the chart must accept: (values files, extra helm arguments).
 CASES: dict[str, tuple[list[Path], list[str]]] = {
-    "default": ([], []),
+    "default": ([], ONE_TABLE),
     **{name: ([path], []) for name, path in CI_VALUES.items()},
     "credentials-from-values": ([CI_VALUES["minimal"]], CREDENTIALS_FROM_VALUES),
 }
-CONFIGURED = [name for name in CASES if name != "default"]
+CONFIGURED = list(CASES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,12 +321,12 @@ def test_rendered_config_passes_livetables_check(helm: str, case: str, tmp_path:
     assert f"{path}: OK" in result.stdout
 
 
-def test_default_values_ask_for_tables(helm: str, tmp_path: Path) -> None:
-    path = tmp_path / "livetables.yaml"
-    path.write_text(livetables_yaml(render(helm)), encoding="utf-8")
-    result = livetables_check(path)
-    assert result.returncode == 2
-    assert "tables:" in result.stderr
+@pytest.mark.parametrize("tables", [[], ["--set", "config.tables=null"]])
+def test_default_values_fail_at_install_naming_config_tables(helm: str, tables: list[str]) -> None:
+    """Without a table livetables refuses to start: the install refuses first, not a crash loop."""
+    stderr = render_fails(helm, (), tables)
+    assert "config.tables: no tables configured" in stderr
+    assert "topic: trades" in stderr, "the message shows how to list a table"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,9 +562,13 @@ def test_container_port_follows_the_configured_port(helm: str) -> None:
 
 def test_ingress_monitoring_and_scaling(helm: str) -> None:
     docs = render_case(helm, "ingress-monitoring-scaling")
-    assert {"Ingress", "ServiceMonitor", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= (
-        kinds(docs)
-    )
+    assert {
+        "Ingress",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    } <= kinds(docs)
     ingress = find(docs, "Ingress")
     annotations = ingress["metadata"]["annotations"]
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
@@ -600,8 +613,50 @@ def test_dashboard_in_the_chart_is_the_one_in_grafana() -> None:
     )
 
 
+def test_prometheus_rule_holds_the_alerts_rules_file(helm: str) -> None:
+    rule = find(render_case(helm, "ingress-monitoring-scaling"), "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    source = yaml.safe_load(ALERT_RULES.read_text(encoding="utf-8"))
+    for group in source["groups"]:
+        for alert in group["rules"]:
+            alert["labels"] = {**alert.get("labels", {}), "team": "trading"}
+    assert rule["spec"] == source
+
+
+def test_prometheus_rule_loads_in_prometheus(helm: str, tmp_path: Path) -> None:
+    """What the operator hands Prometheus (the spec as a rules file) passes promtool."""
+    promtool = _tool("promtool")
+    rule = find(render_case(helm, "ingress-monitoring-scaling"), "PrometheusRule")
+    path = tmp_path / "rendered-rules.yaml"
+    path.write_text(yaml.safe_dump(rule["spec"]), encoding="utf-8")
+    result = run([promtool, "check", "rules", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 7 rules found" in result.stdout
+
+
+def test_prometheus_rule_schema_refuses_a_misspelled_field(
+    kubeconform: str, kube_schemas: Path, helm: str
+) -> None:
+    """The CRD schema is strict, so the validation of the rendered rule means something."""
+    rule = find(render_case(helm, "ingress-monitoring-scaling"), "PrometheusRule")
+    rule["spec"]["groups"][0]["rules"][0]["expresion"] = rule["spec"]["groups"][0]["rules"][0].pop(
+        "expr"
+    )
+    result = kubeconform_run(kubeconform, kube_schemas, KUBE_VERSIONS[-1], yaml.safe_dump(rule))
+    assert result.returncode != 0
+    assert "expresion" in result.stdout, result.stdout
+
+
+def test_alerts_in_the_chart_are_the_ones_in_the_repository() -> None:
+    chart_copy = CHART / "alerts" / "livetables-rules.yaml"
+    assert chart_copy.read_bytes() == ALERT_RULES.read_bytes(), (
+        "helm/livetables/alerts/livetables-rules.yaml differs from alerts/livetables-rules.yaml: "
+        "cp alerts/livetables-rules.yaml helm/livetables/alerts/livetables-rules.yaml"
+    )
+
+
 def test_optional_resources_are_off_by_default(helm: str) -> None:
-    docs = render(helm)
+    docs = render_case(helm, "default")
     assert kinds(docs) == {"ServiceAccount", "ConfigMap", "Service", "Deployment", "Pod"}
 
 
@@ -700,9 +755,14 @@ def test_docker_context_holds_what_the_image_is_built_from() -> None:
     copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
     for sources in copied:
         for source in sources.split():
-            assert source.rstrip("/") in allowed, (
+            source = source.rstrip("/")
+            assert source in allowed or any(a.startswith(f"{source}/") for a in allowed), (
                 f"{source} is copied but left out by .dockerignore"
             )
+    # The browser files the package carries, each let in by name (podman does not look into
+    # a left-out directory for wildcard matches).
+    shipped = {f"node_modules/@perspective-dev/{name}" for name in files_to_ship()}
+    assert shipped <= allowed, shipped - allowed
 
 
 def test_runtime_image_has_no_build_tools() -> None:
@@ -712,4 +772,6 @@ def test_runtime_image_has_no_build_tools() -> None:
     assert stages[-1] is runtime, "the runtime stage must be the last (the default target)"
     for tool in ("apt-get install", "pip install", "gcc", "build-essential", "npm"):
         assert tool not in runtime, f"the runtime stage runs {tool}"
-    assert re.search(r"^COPY --from=web-assets ", runtime, re.M), "browser assets not copied"
+    # The browser files come inside the package (service/web/vendor), not from a side path.
+    assert "LIVETABLES_ASSETS" not in runtime
+    assert re.search(r"^COPY --from=build /opt/livetables-app ", runtime, re.M)

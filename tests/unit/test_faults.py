@@ -1,11 +1,14 @@
-"""Oversized records are cut out before decoding; librdkafka's offset resets are logged."""
+"""Oversized records are cut out before decoding, dead-letter copies fit the producer,
+restarts back off; librdkafka's offset resets are logged."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
+from connectors.backoff import Backoff
 from connectors.base import RawBatch
-from connectors.deadletter import split_oversized
+from connectors.deadletter import FRAMING_ALLOWANCE, fit_copy, headers_size, split_oversized
 from connectors.kafkalog import LibrdkafkaLog
 
 
@@ -42,6 +45,15 @@ def test_oversized_values_become_errors_and_every_column_stays_aligned():
     assert "50 bytes" in errors[0].detail
 
 
+def test_keys_count_towards_the_size_of_tables_that_keep_them():
+    raw = replace(_batch([b"a" * 10, b"b" * 10, None]), keys=[b"k", b"K" * 50, b"T" * 50])
+    assert split_oversized(raw, 20)[0] is raw  # keys not kept: only values count
+    kept, errors = split_oversized(raw, 20, count_keys=True)
+    assert kept.values == [b"a" * 10] and kept.keys == [b"k"]
+    assert [(e.offset, e.reason) for e in errors] == [(101, "oversized"), (102, "oversized")]
+    assert "key and value 60 bytes" in errors[0].detail
+
+
 def test_offset_resets_are_logged_as_warnings_with_the_table(caplog):
     sink = LibrdkafkaLog("trades", "earliest")
     line = (
@@ -63,3 +75,48 @@ def test_offset_resets_are_logged_as_warnings_with_the_table(caplog):
     assert "table trades: offset out of range, resuming at the earliest" in warnings[0]
     assert "trades [0]: offset reset" in warnings[0]
     assert len(warnings) == 2 and "connect failed" in warnings[1]
+
+
+# -- dead-letter copies that fit the producer ---------------------------------------------
+
+REASON = [("livetables-error-reason", b"oversized"), ("livetables-source", b"t/0/1")]
+
+
+def _size(value, key, headers) -> int:
+    return len(value or b"") + len(key or b"") + headers_size(headers) + FRAMING_ALLOWANCE
+
+
+def test_a_copy_that_fits_is_the_record_as_it_was():
+    copy = fit_copy(b"v" * 100, b"k", [("h", b"1")], REASON, 10_000)
+    assert copy == (b"v" * 100, b"k", [("h", b"1"), *REASON], False)
+
+
+def test_an_oversized_value_is_cut_to_fit_and_says_so():
+    original = b"x" * 5_000_000
+    value, key, headers, cut = fit_copy(original, b"key", [("h", b"1")], REASON, 1_000_000)
+    assert cut and original.startswith(value) and 900_000 < len(value) < 1_000_000
+    assert key == b"key" and ("h", b"1") in headers
+    marks = dict(headers)
+    assert marks["livetables-truncated"] == b"value"
+    assert marks["livetables-original-size"] == b"5000000"
+    assert _size(value, key, headers) <= 1_000_000
+
+
+def test_huge_headers_then_a_huge_key_go_too():
+    big_headers = [("h", b"y" * 2_000_000)]
+    value, key, headers, cut = fit_copy(b"v" * 10, b"k", big_headers, REASON, 1_000_000)
+    assert cut and dict(headers)["livetables-truncated"] == b"headers"
+    assert (value, key) == (b"v" * 10, b"k") and _size(value, key, headers) <= 1_000_000
+    value, key, headers, cut = fit_copy(
+        b"v" * 2_000_000, b"k" * 2_000_000, big_headers, REASON, 1_000_000
+    )
+    assert cut and dict(headers)["livetables-truncated"] == b"value,headers,key"
+    assert key is None and 0 < len(value) < 1_000_000
+    assert _size(value, key, headers) <= 1_000_000
+
+
+def test_restart_backoff_doubles_to_a_ceiling_and_resets_after_a_healthy_run():
+    backoff = Backoff(first=0.5, longest=4.0, healthy_after=60.0)
+    assert [backoff.delay(1.0) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert backoff.delay(61.0) == 0.5
+    assert backoff.delay(0.1) == 1.0

@@ -474,7 +474,7 @@ def test_columnar_avro_drops_records_with_invalid_utf8_alone():
         batch(values)
     )
     assert out.rows.column("s").to_pylist() == ["ok", "fine"]
-    assert [e.reason for e in out.errors] == ["invalid_avro"]
+    assert [e.reason for e in out.errors] == ["invalid_utf8"]
 
 
 def test_an_avro_key_fills_the_index_and_its_tombstones_remove_by_it():

@@ -198,6 +198,10 @@ derived security properties; bootstrapServers wins over config.kafka.bootstrap_s
 
 {{/* Checks that no schema can express. */}}
 {{- define "livetables.validate" -}}
+{{- /* livetables refuses to start without a table: refuse the install instead of a crash loop. */}}
+{{- if not .Values.config.tables }}
+{{- fail "config.tables: no tables configured. List the topics to serve under config.tables in your values file, e.g.\n  config:\n    tables:\n      trades:\n        topic: trades\n        schema: {id: string, px: float}\n(helm/livetables/README.md and ci/minimal-values.yaml show more)" }}
+{{- end }}
 {{- $sasl := .Values.kafka.sasl }}
 {{- if and $sasl.enabled (not $sasl.existingSecret) (or (not $sasl.username) (not $sasl.password)) }}
 {{- fail "kafka.sasl: set existingSecret (a Secret with the username and password), or username and password" }}
