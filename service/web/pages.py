@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tornado.web import Finish, HTTPError, RequestHandler
+from tornado.web import Finish, RequestHandler
 
 from service import __version__
 from service.state import ServiceState
