@@ -13,6 +13,17 @@ write lock per update), so they are safe beside the applier too.
 different sessions share the pool: each queue hands the pool one request at a
 time, so a session with a long backlog takes turns with the others instead of
 holding a thread.
+
+:class:`TableGate` makes clients' reads of a table take turns with what
+changes it. The engine guards each table with a ``std::shared_mutex``, which
+glibc hands to readers first: measured on perspective 4.3.0, two threads
+serialising views of a 300k-row table back to back kept a 1000-row update,
+and new views of that table, waiting for minutes (one thread: 0.3 s). While
+engine calls all ran on the one IOLoop there was never a second reader; with
+worker threads there is. So every client call that only reads takes the
+gate's read side; table updates, and client calls that take the engine's
+write lock (making, deleting, expanding views; closing a session), take its
+write side, in turn; a waiting writer lets no new reader in.
 """
 
 from __future__ import annotations
@@ -20,8 +31,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +141,63 @@ class SerialQueue:
                     self._running = False
             if more:
                 self._next()
+
+
+class TableGate:
+    """A phase-fair readers-writer gate for one table: client reads vs. the applier's updates.
+
+    Readers share it. A writer waits for the readers inside, and while it waits no
+    new reader enters; when it is done, every reader that was waiting goes in
+    before the next writer does, so neither side can keep the other out. Writers
+    go in the order they came.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._readers_waiting = 0
+        self._admitting = 0  # readers let in by the last write, not yet inside
+        self._writing = False
+        self._writers_waiting = 0
+        self._generation = 0  # bumped as each write ends
+        self._next_ticket = 0  # writers' turns, first come first served
+        self._serving = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            generation = self._generation
+            self._readers_waiting += 1
+            while self._writing or (self._writers_waiting and self._generation == generation):
+                self._cond.wait()
+            self._readers_waiting -= 1
+            if self._generation != generation and self._admitting:
+                self._admitting -= 1
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._writers_waiting += 1
+            while self._writing or self._readers or self._admitting or ticket != self._serving:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._serving += 1
+                self._generation += 1
+                self._admitting = self._readers_waiting
+                self._cond.notify_all()

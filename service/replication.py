@@ -128,11 +128,13 @@ class Replicator:
         kept = self._snapshots.get(name)
         if kept is not None:
             return kept[0]
-        view = self.host.tables[name].view()
-        try:
-            frame = SNAPSHOT + view.to_arrow()
-        finally:
-            view.delete()
+        # Making (and deleting) a view takes the table's write lock in the engine: a write turn.
+        with self.host.writing(name):
+            view = self.host.tables[name].view()
+            try:
+                frame = SNAPSHOT + view.to_arrow()
+            finally:
+                view.delete()
         self.snapshots_taken += 1
         self._snapshots[name] = (frame, time.monotonic())
         return frame

@@ -9,6 +9,7 @@ arrive here already decoded and folded: each is applied with at most one
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 
 import perspective
 import pyarrow as pa
@@ -16,7 +17,7 @@ import pyarrow as pa
 from connectors.base import DecodedBatch
 from service.cardinality import DistinctValues
 from service.config import LivetablesConfig, TableConfig
-from service.engine import EngineWorkers
+from service.engine import EngineWorkers, TableGate
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,11 @@ class TableHost:
         # What the guard needs to price a client's view before the engine builds it. Editable
         # tables take rows from clients too, which the applier never sees: no bound for them.
         self.distinct: dict[str, DistinctValues] = {}
+        # Clients' reads of a table take turns with its updates (see service/engine.py).
+        self.gates: dict[str, TableGate] = {}
         for name, table in config.tables.items():
             self.tables[name] = self._create(name, table)
+            self.gates[name] = TableGate()
             self.row_counts[name] = 0
             if not table.editable:
                 self.distinct[name] = DistinctValues(list(table.schema_))
@@ -59,13 +63,15 @@ class TableHost:
     def apply(self, name: str, batch: DecodedBatch) -> None:
         """Apply one decoded batch: its rows, then its removals (their keys are disjoint)."""
         table = self.tables[name]
-        if batch.rows is not None and batch.rows.num_rows:
-            self._update(name, table, batch.rows)
-            if name in self.distinct:
-                self.distinct[name].observe(batch.rows)
-        if batch.removals is not None and len(batch.removals):
-            table.remove(batch.removals.to_pylist())
-        self.row_counts[name] = table.size()
+        # Values first: a view priced from now on knows them, whenever the update lands.
+        if batch.rows is not None and batch.rows.num_rows and name in self.distinct:
+            self.distinct[name].observe(batch.rows)
+        with self.gates[name].writing():
+            if batch.rows is not None and batch.rows.num_rows:
+                self._update(name, table, batch.rows)
+            if batch.removals is not None and len(batch.removals):
+                table.remove(batch.removals.to_pylist())
+            self.row_counts[name] = table.size()
 
     def _update(self, name: str, table: perspective.Table, rows: pa.Table) -> None:
         limit = self.config.tables[name].limit
@@ -88,6 +94,14 @@ class TableHost:
         return dict(self.config.tables[name].schema_)
 
     # -- facts for the guard (service/security/cost.py), asked from engine worker threads --
+
+    def reading(self, name: str) -> AbstractContextManager[None]:
+        """Hold while a client's request reads the table: updates wait, then take their turn."""
+        return self.gates[name].reading()
+
+    def writing(self, name: str) -> AbstractContextManager[None]:
+        """Hold while a client's request takes the table's write lock (a new view, say)."""
+        return self.gates[name].writing()
 
     def rows_now(self, name: str) -> int:
         """Rows in the table now, as the engine counts them (clients may edit an editable table)."""

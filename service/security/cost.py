@@ -34,6 +34,7 @@ This module holds no engine: facts about a table come through
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -86,6 +87,14 @@ class CostLimits:
 
 class TableFacts(Protocol):
     """What the pricing needs to know about a hosted table (see service/tables.py)."""
+
+    def reading(self, name: str) -> AbstractContextManager[None]:
+        """Held around the engine calls of a client's request that only reads the table."""
+        ...
+
+    def writing(self, name: str) -> AbstractContextManager[None]:
+        """Held around the engine calls of a request that takes the table's write lock."""
+        ...
 
     def rows_now(self, name: str) -> int: ...
 

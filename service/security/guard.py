@@ -34,9 +34,11 @@ tables a restricted client may not read from hosted-table listings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +152,12 @@ KINDS: dict[int, Kind] = {
     35: Kind("view_remove_delete", VIEW),
 }
 KIND_NUMBERS = {kind.name: number for number, kind in KINDS.items()}
+# Requests that take a table's write lock in the engine besides the writes above (checked
+# in perspective 4.3.0's sources: registering or dropping a view's context, reshaping its
+# tree). They take the write side of the table's gate.
+ENGINE_WRITES = frozenset(
+    {"table_make_view", "view_delete", "view_expand", "view_collapse", "view_set_depth"}
+)
 assert set(KIND_NUMBERS) == set(schema.BODIES), "every request kind needs its body schema"
 
 # Callbacks a client may register: per view (on_update, on_delete), and per session
@@ -354,23 +362,61 @@ class SessionGuard:
         request of its own, answered synchronously and never shown to the
         client) and decides on its answer.
         """
-        request = Request()
-        verdict = self.check(frame, request)
-        check, self._dimensions_check = self._dimensions_check, None
-        if verdict.allowed and check is not None:
-            assert request.view is not None
-            dimensions = self._dimensions(request.view.server_id, forward)
-            refusal = (
-                Refused(BAD_ARGUMENT, f"view {request.entity_id!r} has no dimensions")
-                if dimensions is None
-                else check(*dimensions)
-            )
-            if refusal is not None:
-                self._undo(request)
-                return self._refuse(request, refusal)
-        if verdict.allowed:
-            forward(verdict.forward if verdict.forward is not None else frame)
+        # The engine calls below (pricing, probes, the request) use one table: they take
+        # turns with its updates (service/engine.py, TableGate).
+        with self._gate(frame):
+            request = Request()
+            verdict = self.check(frame, request)
+            check, self._dimensions_check = self._dimensions_check, None
+            if verdict.allowed and check is not None:
+                assert request.view is not None
+                dimensions = self._dimensions(request.view.server_id, forward)
+                refusal = (
+                    Refused(BAD_ARGUMENT, f"view {request.entity_id!r} has no dimensions")
+                    if dimensions is None
+                    else check(*dimensions)
+                )
+                if refusal is not None:
+                    self._undo(request)
+                    return self._refuse(request, refusal)
+            if verdict.allowed:
+                forward(verdict.forward if verdict.forward is not None else frame)
         return verdict
+
+    def _gate(self, frame: bytes) -> AbstractContextManager[None]:
+        """The table gate a request takes (a first look at it; ``check`` decides)."""
+        request = Request()
+        try:
+            parse_request(frame, request)
+        except Refused:
+            return contextlib.nullcontext()
+        assert request.number is not None
+        kind = KINDS[request.number]
+        table = None
+        if kind.scope == TABLE and request.entity_id in self.policy.tables:
+            table = request.entity_id
+        elif kind.scope == VIEW:
+            with self._lock:
+                view = self.views.get(request.entity_id)
+            table = None if view is None else view.table
+        if self.facts is None or table is None:
+            return contextlib.nullcontext()
+        if kind.writes or kind.name in ENGINE_WRITES:
+            return self.facts.writing(table)
+        return self.facts.reading(table)
+
+    def closing_turns(self) -> contextlib.ExitStack:
+        """Write turns on every table this session has views on: closing it drops them.
+
+        Taken in name order, so two sessions closing never wait for each other in a circle.
+        """
+        with self._lock:
+            tables = sorted({view.table for view in self.views.values()})
+        turns = contextlib.ExitStack()
+        if self.facts is not None:
+            for table in tables:
+                turns.enter_context(self.facts.writing(table))
+        return turns
 
     def refuse(self, frame: bytes, reason: str, message: str) -> Verdict:
         """Refuse a frame before reading it whole (rate and queue limits of the websocket)."""

@@ -232,9 +232,11 @@ class PerspectiveWebSocket(BoundedWebSocket):
             guard = self.guard
 
             def close_session() -> None:
-                # After the request in flight, if any: then the engine drops the session's views.
+                # After the request in flight, if any: then the engine drops the session's
+                # views, each table's turn taken as any change of it (service/engine.py).
                 try:
-                    session.close()
+                    with guard.closing_turns():
+                        session.close()
                 finally:
                     guard.close()
 

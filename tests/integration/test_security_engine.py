@@ -95,6 +95,19 @@ async def _refusal(attempt) -> str:
     raise AssertionError(f"not refused: {result!r}"[:200])
 
 
+async def _serialise_back_to_back(url: str, stop: asyncio.Event) -> int:
+    """Allowed reads (500k cells each), always a few waiting: the engine's table lock
+    favours readers, so two sessions doing this kept every update of the table out."""
+    remote = await RemoteClient.open(url)
+    view = await (await remote.client.open_table("ticks")).view()
+    reads = 0
+    while not stop.is_set():
+        await asyncio.gather(*(view.to_arrow(start_row=0, end_row=100_000) for _ in range(4)))
+        reads += 4
+    await remote.close()
+    return reads
+
+
 async def _hostile(url: str, heavy: list[float]) -> dict[str, list[str]]:
     """Every request that froze the service, from one session; the errors it got back.
 
