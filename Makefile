@@ -39,6 +39,7 @@ demo: setup system-deps kafka-jars
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_layers.py
 
 test: setup system-deps test-deps kafka-jars registry-jars helm-tools lint
 	$(BIN)/python grafana/generate.py --check

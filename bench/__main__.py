@@ -28,7 +28,7 @@ from bench.records import SCHEMA, produce, value
 from bench.service import ServedLivetables
 from connectors.base import RawBatch
 from connectors.decoding import BatchDecoder
-from service.config import TableConfig
+from service.config import TableConfig, decode_spec
 from service.localkafka import LocalKafka
 
 HERE = Path(__file__).parent
@@ -232,7 +232,7 @@ def ingest(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
 
 def arrow_bytes_per_row(sample: int = 100_000) -> float:
     """Arrow size of the benchmark records as livetables decodes them."""
-    decoder = BatchDecoder("t", TableConfig(topic="t", schema=SCHEMA))
+    decoder = BatchDecoder(decode_spec(TableConfig(topic="t", schema=SCHEMA)))
     values = [value(i) for i in range(sample)]
     raw = RawBatch("t", values, [None] * sample, [0] * sample, [0] * sample, list(range(sample)))
     rows = decoder.decode(raw).rows

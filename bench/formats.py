@@ -22,7 +22,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from bench.records import SCHEMA, SYMBOLS, value
 from connectors.base import RawBatch
 from connectors.decoding import BatchDecoder
-from service.config import TableConfig
+from service.config import TableConfig, decode_spec
 
 AVRO_SCHEMA = {
     "type": "record",
@@ -96,7 +96,7 @@ def measure(records: int = 100_000, batch: int = 10_000, repeat: int = 3) -> lis
     results = []
     with tempfile.TemporaryDirectory(prefix="livetables-bench-") as work:
         for name, (table, values) in encoded(records, Path(work)).items():
-            decoder = BatchDecoder(name, TableConfig(topic="bench", schema=SCHEMA, **table))
+            decoder = BatchDecoder(decode_spec(TableConfig(topic="bench", schema=SCHEMA, **table)))
             batches = [
                 RawBatch(
                     "bench",

@@ -14,12 +14,16 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 import pyarrow as pa
 
-from service.config import TableConfig
-from service.formatconfig import FormatOptions, SchemaRegistryConfig
+from connectors.spec import DecoderSpec, FormatOptions
+
+if TYPE_CHECKING:
+    from connectors.registry import RegisteredSchema
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,32 @@ Locator = Callable[[int], tuple[str, int, int]]
 """Maps a value's position in a batch to (topic, partition, offset)."""
 
 
+class DecodeReason(StrEnum):
+    """Why a record did not become a row: the ``reason`` label of ``decode_errors_total``.
+
+    Each value is the metric label (and the dead-letter ``livetables-error-reason``
+    header), so a member compares and prints as that string.
+    """
+
+    INVALID_JSON = "invalid_json"
+    NOT_OBJECT = "not_object"
+    TYPE_MISMATCH = "type_mismatch"
+    INVALID_UTF8 = "invalid_utf8"
+    OVERSIZED = "oversized"
+    DECODER_ERROR = "decoder_error"
+    MISSING_INDEX = "missing_index"
+    BAD_KEY = "bad_key"
+    UNEXPECTED_TOMBSTONE = "unexpected_tombstone"
+    UPDATE_FAILED = "update_failed"
+    INVALID_CSV = "invalid_csv"
+    INVALID_AVRO = "invalid_avro"
+    INVALID_PROTOBUF = "invalid_protobuf"
+    INVALID_ARROW = "invalid_arrow"
+    BAD_FRAMING = "bad_framing"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    REGISTRY_UNAVAILABLE = "registry_unavailable"
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeError:
     """One record that could not become a row; where it is and why."""
@@ -59,13 +89,13 @@ class DecodeError:
     topic: str
     partition: int
     offset: int
-    reason: str
+    reason: DecodeReason
     detail: str
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class DecodedBatch:
-    """What one decode produced, ready to apply to a table.
+    """What one decode produced, ready to apply to a table (frozen: it crosses threads).
 
     ``rows`` holds the records to update (for an indexed table, only the last
     record per key); ``removals`` the index values to remove. ``timestamps_ms``
@@ -88,50 +118,32 @@ class DecodedBatch:
         return 0 if self.removals is None else len(self.removals)
 
 
-@dataclass(frozen=True)
-class DecoderSpec:
-    """What one decoder reads: a format with its options, and where each column is.
+class RecordSchema(Protocol):
+    """A record schema (an Avro record, a Protobuf message) seen as Perspective columns."""
 
-    ``paths`` maps a column to its path inside the record (``("price", "last")``);
-    an empty path means the whole decoded value (a key that is a plain string or
-    number). ``subject`` is the registry subject for the record schema the table
-    was derived from (avro and protobuf through a registry).
-    """
+    def columns(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(column -> Perspective type, column -> dotted path for nested ones)."""
+        ...
 
-    format: str
-    options: FormatOptions
-    paths: dict[str, tuple[str, ...]]
-    registry: SchemaRegistryConfig | None = None
-    subject: str | None = None
-
-    @classmethod
-    def for_values(
-        cls, table: TableConfig, columns: list[str], registry: SchemaRegistryConfig | None
-    ) -> DecoderSpec:
-        paths = {c: tuple(table.fields.get(c, c).split(".")) for c in columns}
-        subject = table.format_options.subject or f"{table.topic_list[0]}-value"
-        return cls(table.format, table.format_options, paths, registry, subject)
-
-    @classmethod
-    def for_key(
-        cls, table: TableConfig, registry: SchemaRegistryConfig | None
-    ) -> DecoderSpec | None:
-        key = table.key
-        if key is None or key.format == "string":
-            return None
-        if key.column is not None:
-            paths: dict[str, tuple[str, ...]] = {key.column: ()}
-        else:
-            paths = {c: tuple(p.split(".")) for c, p in (key.fields or {}).items()}
-        subject = key.format_options.subject or f"{table.topic_list[0]}-key"
-        return cls(key.format, key.format_options, paths, registry, subject)
+    def path_type(self, path: tuple[str, ...]) -> str | None:
+        """The Perspective type of the field at ``path``; None if absent or unmappable."""
+        ...
 
 
 class Decoder(abc.ABC):
-    """Turns the value bytes of whole batches into Arrow rows of one table's schema."""
+    """Turns the value bytes of whole batches into Arrow rows of one table's schema.
+
+    The class attributes describe the format to the configuration: its name, the
+    ``format_options`` it reads, and whether its records carry a schema that a
+    table may take its columns from (:meth:`record_schema`).
+    """
 
     #: the ``format:`` name in the config
-    name: str
+    name: ClassVar[str]
+    #: the ``format_options`` this format reads
+    options: ClassVar[frozenset[str]] = frozenset()
+    #: whether records carry a schema a table may take its columns from
+    carries_schema: ClassVar[bool] = False
 
     def __init__(self, spec: DecoderSpec, arrow_schema: pa.Schema):
         self.spec = spec
@@ -148,3 +160,18 @@ class Decoder(abc.ABC):
         value; ``locate(i)`` gives (topic, partition, offset) of value ``i`` for
         the errors, computed only for the records that need one.
         """
+
+    @classmethod
+    def uses_registry(cls, options: FormatOptions) -> bool:
+        """Whether records with these options are read through a schema registry."""
+        return False
+
+    @classmethod
+    def record_schema(
+        cls, options: FormatOptions, registered: RegisteredSchema | None
+    ) -> RecordSchema:
+        """The record schema of the options, or of ``registered`` (a registry's latest).
+
+        Raises ValueError when it cannot be loaded or is not a record.
+        """
+        raise ValueError(f"format {cls.name} carries no schema: give schema:")

@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from connectors.base import DecodeError, RawBatch
+from connectors.base import DecodeError, DecodeReason, RawBatch
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def split_oversized(
             raw.topic,
             raw.partitions[i],
             raw.offsets[i],
-            "oversized",
+            DecodeReason.OVERSIZED,
             f"{what} {size} bytes, more than max_record_bytes ({max_bytes})",
         )
         for i, size in enumerate(sizes)

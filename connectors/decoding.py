@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import DecodedBatch, DecodeError, DecoderSpec, Locator, RawBatch
+from connectors.base import DecodedBatch, DecodeError, DecodeReason, Locator, RawBatch
 from connectors.decoders import make_decoder
 from connectors.decoders.columns import (
     TIMESTAMP_MS,
@@ -35,8 +35,7 @@ from connectors.decoders.columns import (
     is_utf8,
 )
 from connectors.schema import arrow_schema
-from service.config import TableConfig
-from service.formatconfig import SchemaRegistryConfig, extra_columns
+from connectors.spec import TableDecodeSpec
 
 
 def _drop_invalid_utf8(
@@ -63,7 +62,7 @@ def _drop_invalid_utf8(
         first_row.setdefault(int(positions[i]), i)
     for position, i in sorted(first_row.items()):
         detail = f"{what} {columns[i]!r} is not valid UTF-8"
-        errors.append(DecodeError(*locate(position), "invalid_utf8", detail))
+        errors.append(DecodeError(*locate(position), DecodeReason.INVALID_UTF8, detail))
     keep = ~np.isin(positions, np.fromiter(first_row, dtype=np.int64, count=len(first_row)))
     return rows.filter(pa.array(keep)), positions[keep]
 
@@ -81,27 +80,20 @@ def _locator(raw: RawBatch, mapping: np.ndarray | None) -> Locator:
 class BatchDecoder:
     """Decodes raw batches for one table."""
 
-    def __init__(
-        self, table_name: str, table: TableConfig, registry: SchemaRegistryConfig | None = None
-    ):
-        self.table_name = table_name
-        self.table = table
-        self.schema = arrow_schema(table.schema_)
-        extra = extra_columns(table)
+    def __init__(self, spec: TableDecodeSpec):
+        self.spec = spec
+        self.schema = arrow_schema(dict(spec.columns))
+        extra = spec.extra_columns
         self.value_schema = pa.schema([f for f in self.schema if f.name not in extra])
-        self.values = make_decoder(
-            DecoderSpec.for_values(table, self.value_schema.names, registry), self.value_schema
-        )
-        self.index_type = self.schema.field(table.index).type if table.index else None
+        self.values = make_decoder(spec.value, self.value_schema)
+        self.index_type = self.schema.field(spec.index).type if spec.index else None
         self.extra = extra
-        key = table.key
-        self.key_columns = key.columns if key is not None else []
+        self.key_columns = list(spec.key_columns)
         self.keys = None
-        key_spec = DecoderSpec.for_key(table, registry)
-        if key_spec is not None:
+        if spec.key is not None:
             key_schema = pa.schema([self.schema.field(c) for c in self.key_columns])
-            self.keys = make_decoder(key_spec, key_schema)
-        self.index_from_key = table.index is not None and table.index in self.key_columns
+            self.keys = make_decoder(spec.key, key_schema)
+        self.index_from_key = spec.index is not None and spec.index in self.key_columns
 
     def decode(self, raw: RawBatch) -> DecodedBatch:
         n = len(raw)
@@ -128,15 +120,17 @@ class BatchDecoder:
             )
         rows, row_positions = _drop_invalid_utf8(raw, rows, row_positions, errors)
 
-        if self.table.index is None:
+        if self.spec.index is None:
             errors.extend(
                 DecodeError(
-                    *locate(int(i)), "unexpected_tombstone", "null value on a table without index"
+                    *locate(int(i)),
+                    DecodeReason.UNEXPECTED_TOMBSTONE,
+                    "null value on a table without index",
                 )
                 for i in tombstones
             )
-            if self.table.limit is not None and rows.num_rows > self.table.limit:
-                rows = rows.slice(rows.num_rows - self.table.limit)
+            if self.spec.limit is not None and rows.num_rows > self.spec.limit:
+                rows = rows.slice(rows.num_rows - self.spec.limit)
             return DecodedBatch(
                 rows=rows if rows.num_rows else None,
                 errors=errors,
@@ -171,7 +165,9 @@ class BatchDecoder:
                 slot[where[j]] = -2
                 if raw.values[where[j]] is not None:
                     reason, detail = (
-                        ("bad_key", "") if is_utf8(keys[j]) else ("invalid_utf8", "key")
+                        (DecodeReason.BAD_KEY, "")
+                        if is_utf8(keys[j])
+                        else (DecodeReason.INVALID_UTF8, "key")
                     )
                     errors.append(DecodeError(*_locator(raw, None)(int(where[j])), reason, detail))
             slot[where[good]] = np.arange(len(good))
@@ -189,7 +185,7 @@ class BatchDecoder:
                 e for e in key_errors if raw.values[index[(e.partition, e.offset)]] is not None
             ]
         for error in key_errors:
-            if error.reason == "invalid_utf8":
+            if error.reason == DecodeReason.INVALID_UTF8:
                 errors.append(error)
                 continue
             errors.append(
@@ -197,7 +193,7 @@ class BatchDecoder:
                     error.topic,
                     error.partition,
                     error.offset,
-                    "bad_key",
+                    DecodeReason.BAD_KEY,
                     f"{error.reason}: {error.detail}",
                 )
             )
@@ -222,24 +218,26 @@ class BatchDecoder:
                     if table.num_rows
                     else pa.nulls(len(slots), self.schema.field(name).type)
                 )
-        if self.table.headers:
+        if self.spec.headers:
             not_text = np.zeros(len(row_positions), dtype=bool)
-            for name, header in self.table.headers.items():
+            for name, header in self.spec.headers.items():
                 columns[name], failed = self._header_column(raw, row_positions, header, name)
                 not_text |= failed
             if not_text.any():  # a header that is not UTF-8 makes its record a bad one
                 locate = _locator(raw, None)
                 for i in np.flatnonzero(not_text).tolist():
                     errors.append(
-                        DecodeError(*locate(int(row_positions[i])), "invalid_utf8", "header")
+                        DecodeError(
+                            *locate(int(row_positions[i])), DecodeReason.INVALID_UTF8, "header"
+                        )
                     )
                 keep = pa.array(~not_text)
                 rows = rows.filter(keep)
                 row_positions = row_positions[~not_text]
                 columns = {c: a.filter(keep) for c, a in columns.items()}
-        if self.table.metadata is not None:
+        if self.spec.metadata:
             take = pa.array(row_positions, pa.int64())
-            for name, item in self.table.metadata.columns().items():
+            for name, item in self.spec.metadata.items():
                 if item == "partition":
                     columns[name] = pa.array(raw.partitions, pa.int64()).take(take)
                 elif item == "offset":
@@ -249,7 +247,7 @@ class BatchDecoder:
                     columns[name] = stamps.cast(TIMESTAMP_MS)
                 else:
                     columns[name] = pa.array([raw.topic] * len(row_positions), pa.string())
-            for name in self.table.metadata.columns():
+            for name in self.spec.metadata:
                 columns[name] = coerce(columns[name], self.schema.field(name).type)
         arrays = [
             columns[f.name] if f.name in columns else rows.column(f.name) for f in self.schema
@@ -280,7 +278,7 @@ class BatchDecoder:
             )
         return converted, failed
 
-    def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys=None) -> pa.Array:
+    def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys) -> pa.Array:
         """The message keys at ``positions`` as index values (null where unusable)."""
         if self.index_from_key and decoded_keys is not None:
             table, slot = decoded_keys
@@ -288,7 +286,7 @@ class BatchDecoder:
             if not table.num_rows:
                 return pa.nulls(len(positions), self.index_type)
             take = pa.array(np.where(slots >= 0, slots, 0), mask=slots < 0)
-            return table.column(self.table.index).take(take).combine_chunks()
+            return table.column(self.spec.index).take(take).combine_chunks()
         keys = pa.array([raw.keys[i] for i in positions], pa.binary())
         return bytes_as(keys, self.index_type)[0]
 
@@ -300,9 +298,9 @@ class BatchDecoder:
         tombstones: np.ndarray,
         errors: list[DecodeError],
         timestamps: pa.Array,
-        decoded_keys=None,
+        decoded_keys,
     ) -> DecodedBatch:
-        index = self.table.index
+        index = self.spec.index
         assert index is not None
         locate = _locator(raw, None)
         # Upserts: the index column, or the message key where the record has none.
@@ -316,7 +314,7 @@ class BatchDecoder:
                 errors.extend(
                     DecodeError(
                         *locate(int(row_positions[i])),
-                        "missing_index",
+                        DecodeReason.MISSING_INDEX,
                         f"no {index!r} in the record and no usable message key",
                     )
                     for i in pc.indices_nonzero(missing).to_pylist()
@@ -337,8 +335,8 @@ class BatchDecoder:
                 errors.extend(
                     DecodeError(
                         *locate(int(tombstones[i])),
-                        "bad_key",
-                        f"tombstone key is missing or not a valid {self.table.schema_[index]}",
+                        DecodeReason.BAD_KEY,
+                        f"tombstone key is missing or not a valid {self.spec.columns[index]}",
                     )
                     for i in pc.indices_nonzero(pc.invert(valid)).to_pylist()
                 )

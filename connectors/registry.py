@@ -23,7 +23,7 @@ import numpy as np
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from service.formatconfig import SchemaRegistryConfig
+from connectors.spec import RegistrySettings
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +47,26 @@ class RegisteredSchema:
     references: dict[str, str]  # referenced name -> schema text (transitively)
 
 
-def client_config(config: SchemaRegistryConfig) -> dict[str, str | int]:
+def client_config(settings: RegistrySettings) -> dict[str, str | int]:
+    """The schema-registry client's configuration."""
     # Retries are ours (RETRIES), so a registry that is down costs seconds, not minutes.
-    out: dict[str, str | int] = {"url": config.url, "max.retries": 0, "timeout": 10}
-    if config.basic_auth is not None:
-        out["basic.auth.user.info"] = f"{config.basic_auth.user}:{config.basic_auth.password}"
-    if config.tls is not None:
-        if config.tls.ca:
-            out["ssl.ca.location"] = config.tls.ca
-        if config.tls.cert:
-            out["ssl.certificate.location"] = config.tls.cert
-        if config.tls.key:
-            out["ssl.key.location"] = config.tls.key
+    out: dict[str, str | int] = {"url": settings.url, "max.retries": 0, "timeout": 10}
+    if settings.user is not None:
+        out["basic.auth.user.info"] = f"{settings.user}:{settings.password or ''}"
+    for key, value in (
+        ("ssl.ca.location", settings.ca),
+        ("ssl.certificate.location", settings.cert),
+        ("ssl.key.location", settings.key),
+    ):
+        if value:
+            out[key] = value
     return out
 
 
 class Registry:
     """Schema lookups against one registry, cached; safe to share between threads."""
 
-    def __init__(self, config: SchemaRegistryConfig):
+    def __init__(self, config: RegistrySettings):
         self.config = config
         self._client = SchemaRegistryClient(client_config(config))
         self._by_id: dict[int, RegisteredSchema] = {}
@@ -129,11 +130,11 @@ class Registry:
         raise AssertionError("unreachable")
 
 
-_registries: dict[SchemaRegistryConfig, Registry] = {}
+_registries: dict[RegistrySettings, Registry] = {}
 _registries_lock = threading.Lock()
 
 
-def registry_for(config: SchemaRegistryConfig) -> Registry:
+def registry_for(config: RegistrySettings) -> Registry:
     """One shared, caching client per registry configuration."""
     with _registries_lock:
         registry = _registries.get(config)

@@ -11,7 +11,7 @@ import signal
 import sys
 
 from service import __version__
-from service.config import ConfigError, load_config, summary
+from service.config import ConfigError, load, load_config, resolve_config, summary
 
 EXIT_INVALID_CONFIG = 2
 
@@ -67,12 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(path: str) -> int:
-    from connectors.derive import resolve_schemas
-
     try:
-        config = load_config(path)
         # Columns derived from record schemas: shown when the registry can be reached.
-        config, notes = resolve_schemas(config, path, reachable_only=True)
+        config, notes = resolve_config(load_config(path), reachable_only=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID_CONFIG
@@ -84,11 +81,10 @@ def _check(path: str) -> int:
 
 
 def _serve(path: str, host: str | None, port: int | None) -> int:
-    from connectors.derive import resolve_schemas
     from service.runtime import Service, serve_until_signalled
 
     try:
-        config, _ = resolve_schemas(load_config(path), path)
+        config = load(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID_CONFIG

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the whole path, named as DESIGN.md promises.
+"""Prometheus metrics of the whole path, named as the README's Monitoring section promises.
 
 Per-record latency would cost a Python call per record if observed one at a
 time; :class:`BulkHistogram` instead counts a whole batch of observations into

@@ -34,7 +34,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import pyarrow as pa
@@ -163,13 +164,21 @@ class Replicator:
         largest = max((len(s) for s in self._subscribers.values()), default=0)
         return pacing_interval(largest)
 
-    def applying(self, name: str, apply: Callable[[], None], batch: DecodedBatch) -> None:
-        """Run ``apply()`` and queue ``batch`` for broadcast, as one step."""
+    @contextmanager
+    def applying(self, name: str) -> Iterator[None]:
+        """Hold while table ``name`` is changed and the batch handed to :meth:`publish`.
+
+        A replica that subscribes meanwhile waits, so its snapshot holds all of a batch
+        or none of it, then every later batch (see ``service/ingest/writer.py``).
+        """
         with self._locks[name]:
-            self._snapshots.pop(name, None)  # first: a failed apply may have changed the table
-            apply()
-            if self._subscribers.get(name):
-                self._pending[name].append(batch)
+            self._snapshots.pop(name, None)  # first: a failed apply may change the table too
+            yield
+
+    def publish(self, name: str, batch: DecodedBatch) -> None:
+        """Queue a batch just applied to table ``name`` for its replicas (inside ``applying``)."""
+        if self._subscribers.get(name):
+            self._pending[name].append(batch)
 
     def flush(self) -> None:
         """Send every table's pending batches to its subscribers."""

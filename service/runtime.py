@@ -14,7 +14,7 @@ import socket
 from typing import Any
 
 from service import __version__
-from service.config import LivetablesConfig
+from service.config import LivetablesConfig, resolve_config
 from service.ingest import Ingestor
 from service.metrics import Metrics
 from service.replication import Replicator
@@ -33,10 +33,8 @@ LISTEN_BACKLOG = 1024
 
 class Service:
     def __init__(self, config: LivetablesConfig) -> None:
-        from connectors.derive import resolve_schemas
-
-        # Tables without `schema:` take their columns from the record schema now.
-        config, _ = resolve_schemas(config)
+        # Resolved once: `livetables serve` hands over a resolved configuration already.
+        config, _ = resolve_config(config)
         self.config = config
         self.metrics = Metrics(__version__)
         self.host = TableHost(config)

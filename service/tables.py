@@ -90,9 +90,6 @@ class TableHost:
         """Rows in the table after the last applied batch."""
         return self.row_counts[name]
 
-    def schema(self, name: str) -> dict[str, str]:
-        return dict(self.config.tables[name].schema_)
-
     # -- facts for the guard (service/security/cost.py), asked from engine worker threads --
 
     def reading(self, name: str) -> AbstractContextManager[None]:

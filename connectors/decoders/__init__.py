@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from connectors.base import Decoder, DecoderSpec
+from connectors.base import Decoder
 from connectors.decoders.arrow import ArrowDecoder
 from connectors.decoders.avro import AvroDecoder
 from connectors.decoders.csv import CsvDecoder
 from connectors.decoders.json import JsonDecoder
 from connectors.decoders.protobuf import ProtobufDecoder
+from connectors.spec import DecoderSpec
 
 DECODERS: dict[str, type[Decoder]] = {
     d.name: d for d in (JsonDecoder, AvroDecoder, ProtobufDecoder, CsvDecoder, ArrowDecoder)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import DecodeError, Decoder
+from connectors.base import DecodeError, Decoder, DecodeReason
 from connectors.decoders.columns import CAST_ERRORS, coerce
 
 
@@ -32,12 +32,12 @@ class ArrowDecoder(Decoder):
             try:
                 table = pa.ipc.open_stream(value).read_all()
             except (pa.ArrowInvalid, OSError, ValueError) as exc:
-                errors.append(DecodeError(*locate(i), "invalid_arrow", str(exc)[:200]))
+                errors.append(DecodeError(*locate(i), DecodeReason.INVALID_ARROW, str(exc)[:200]))
                 continue
             try:
                 rows = self._columns(table)
             except (*CAST_ERRORS, KeyError) as exc:
-                errors.append(DecodeError(*locate(i), "type_mismatch", str(exc)[:200]))
+                errors.append(DecodeError(*locate(i), DecodeReason.TYPE_MISMATCH, str(exc)[:200]))
                 continue
             if rows.num_rows:
                 pieces.append(rows)

@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-_PAD = 16
+from connectors.decoders.avroschema import (
+    TIMESTAMP_LOGICAL_TYPES,
+    avro_kind,
+    field_named,
+    is_record,
+)
+from connectors.decoders.varints import PAD, read_varints, unzigzag
+
+_SCALARS = {"null", "boolean", "int", "long", "float", "double", "string", "bytes", "enum", "fixed"}
 
 
 class Unsupported(Exception):
@@ -58,7 +66,7 @@ class ColumnarReader:
         self.named = named
         self.paths = paths
         self.root = self._resolve(writer)
-        if avro_kind(self.root) not in ("record", "error"):
+        if not is_record(self.root):
             raise Unsupported("not a record")
         # Check the whole schema once, so decoding never meets an unsupported type.
         self._check(self.root, ())
@@ -100,15 +108,20 @@ class ColumnarReader:
 
     # -- decoding ---------------------------------------------------------------------
 
-    def read(self, values: list[bytes], skip: int) -> tuple[list[pa.Array | None], np.ndarray]:
-        """(one array per path, None for a path the schema lacks; mask of good records)."""
+    def read(
+        self, values: list[bytes], starts: np.ndarray
+    ) -> tuple[list[pa.Array | None], np.ndarray]:
+        """(one array per path, None for a path the schema lacks; mask of good records).
+
+        ``starts`` is where each record begins in its value (after any framing).
+        """
         n = len(values)
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
         ends = np.cumsum(lengths)
-        self.buf = np.frombuffer(b"".join(values) + bytes(_PAD), dtype=np.uint8)
-        self.pos = ends - lengths + skip
+        self.buf = np.frombuffer(b"".join(values) + bytes(PAD), dtype=np.uint8)
+        self.pos = ends - lengths + starts
         self.ends = ends
-        self.good = lengths >= skip
+        self.good = lengths >= starts
         self.leaves: dict[tuple[str, ...], _Leaf] = {}
         self.wanted = set(self.paths)
         self._record(self.root, (), np.arange(n, dtype=np.int64))
@@ -152,7 +165,7 @@ class ColumnarReader:
                 self._store(schema, path, raw, idx, numbers)
         elif kind in ("float", "double"):
             width = 4 if kind == "float" else 8
-            where = np.minimum(self.pos[idx], len(self.buf) - _PAD)
+            where = np.minimum(self.pos[idx], len(self.buf) - PAD)
             gathered = self.buf[where[:, None] + np.arange(width)]
             self.pos[idx] += width
             if wanted:
@@ -205,22 +218,10 @@ class ColumnarReader:
     def _long(self, idx: np.ndarray) -> np.ndarray:
         """Zig-zag varints at the positions of ``idx``; advances them."""
         start = self.pos[idx]
-        where = np.minimum(start, len(self.buf) - _PAD)
-        result = np.zeros(len(idx), dtype=np.uint64)
-        consumed = np.zeros(len(idx), dtype=np.int64)
-        active = np.ones(len(idx), dtype=bool)
-        for k in range(10):
-            byte = self.buf[where + k].astype(np.uint64)
-            result |= np.where(active, (byte & np.uint64(0x7F)) << np.uint64(7 * k), 0).astype(
-                np.uint64
-            )
-            consumed += active
-            active &= (byte & np.uint64(0x80)) != 0
-            if not active.any():
-                break
-        self._fail(idx[active])
+        values, consumed, overlong = read_varints(self.buf, start)
+        self._fail(idx[overlong])
         self.pos[idx] = start + consumed
-        return (result >> np.uint64(1)).astype(np.int64) ^ -(result & np.uint64(1)).astype(np.int64)
+        return unzigzag(values)
 
     def _fail(self, idx: np.ndarray) -> None:
         if len(idx):
@@ -271,32 +272,8 @@ class ColumnarReader:
             node = self._resolve(node)
             if avro_kind(node) == "union":
                 node = next(self._resolve(b) for b in node if avro_kind(self._resolve(b)) != "null")
-            if avro_kind(node) not in ("record", "error"):
-                return False
-            match = next((f for f in node.get("fields", []) if f["name"] == part), None)
+            match = field_named(node, part) if is_record(node) else None
             if match is None:
                 return False
             node = match["type"]
         return True
-
-
-_SCALARS = {"null", "boolean", "int", "long", "float", "double", "string", "bytes", "enum", "fixed"}
-#: Avro logical types that become Arrow dates and timestamps
-TIMESTAMP_LOGICAL_TYPES = {
-    "timestamp-millis": pa.timestamp("ms"),
-    "timestamp-micros": pa.timestamp("us"),
-    "timestamp-nanos": pa.timestamp("ns"),
-    "local-timestamp-millis": pa.timestamp("ms"),
-    "local-timestamp-micros": pa.timestamp("us"),
-    "local-timestamp-nanos": pa.timestamp("ns"),
-    "date": pa.date32(),
-}
-
-
-def avro_kind(schema: Any) -> str:
-    """An Avro schema's kind: its type name, or union for a list."""
-    if isinstance(schema, dict):
-        return str(schema.get("type"))
-    if isinstance(schema, list):
-        return "union"
-    return str(schema)

@@ -22,14 +22,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from connectors.base import DecodeError, Decoder
+from connectors.base import DecodeError, Decoder, DecodeReason
 from connectors.decoders.columns import CAST_ERRORS, coerce, is_utf8
+from connectors.halves import split_until_isolated
 
 _TEXT_PARSED = (pa.types.is_timestamp, pa.types.is_date, pa.types.is_boolean)
+# What a parse of bad lines raises: the group is split until they stand alone.
+_PARSE_ERRORS = (*CAST_ERRORS, ValueError, UnicodeDecodeError)
 
 
 class CsvDecoder(Decoder):
     name = "csv"
+    options = frozenset({"delimiter", "header", "columns"})
 
     def __init__(self, spec, arrow_schema):
         super().__init__(spec, arrow_schema)
@@ -53,12 +57,11 @@ class CsvDecoder(Decoder):
             groups = {None: (self._names, list(range(len(values))), values)}
         else:
             groups = self._by_header(values, locate, errors)
-        pieces, positions = [], []
+        pieces: list[pa.Table] = []
+        positions: list[np.ndarray] = []
         for names, members, lines in groups.values():
             index = np.array(members, dtype=np.int64)
-            self._decode_range(
-                names, lines, index, locate, 0, len(lines), pieces, positions, errors
-            )
+            self._decode_group(names, lines, index, locate, pieces, positions, errors)
         if not pieces:
             return self.arrow_schema.empty_table(), np.empty(0, np.int64), errors
         rows = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
@@ -73,14 +76,14 @@ class CsvDecoder(Decoder):
         for i, value in enumerate(values):
             header, newline, line = value.partition(b"\n")
             if not newline:
-                errors.append(DecodeError(*locate(i), "invalid_csv", "no header line"))
+                errors.append(DecodeError(*locate(i), DecodeReason.INVALID_CSV, "no header line"))
                 continue
             group = groups.get(header)
             if group is None:
                 try:
                     names = self._header_names(header)
                 except (_csv.Error, StopIteration, UnicodeDecodeError) as exc:
-                    errors.append(DecodeError(*locate(i), "invalid_csv", str(exc)[:200]))
+                    errors.append(DecodeError(*locate(i), DecodeReason.INVALID_CSV, str(exc)[:200]))
                     continue
                 group = groups[header] = (names, [], [])
             group[1].append(i)
@@ -119,31 +122,26 @@ class CsvDecoder(Decoder):
                 columns.append(pa.nulls(parsed.num_rows, f.type))
         return pa.Table.from_arrays(columns, schema=self.arrow_schema)
 
-    def _decode_range(self, names, lines, index, locate, start, stop, pieces, positions, errors):
-        if start >= stop:
-            return
-        try:
-            rows = self._parse(names, lines[start:stop])
-        except (*CAST_ERRORS, ValueError, UnicodeDecodeError) as exc:
-            if stop - start == 1:
-                position = int(index[start])
-                reason = _reason(lines[start], exc)
-                errors.append(DecodeError(*locate(position), reason, str(exc)[:200]))
-                return
-            middle = (start + stop) // 2
-            for lo, hi in ((start, middle), (middle, stop)):
-                self._decode_range(names, lines, index, locate, lo, hi, pieces, positions, errors)
-            return
-        pieces.append(rows)
-        positions.append(index[start:stop])
+    def _decode_group(self, names, lines, index, locate, pieces, positions, errors) -> None:
+        """Parse the lines of one header in one call; bad lines are isolated and reported."""
+
+        def attempt(start: int, stop: int) -> None:
+            pieces.append(self._parse(names, lines[start:stop]))
+            positions.append(index[start:stop])
+
+        def isolated(i: int, exc: Exception) -> None:
+            reason = _reason(lines[i], exc)
+            errors.append(DecodeError(*locate(int(index[i])), reason, str(exc)[:200]))
+
+        split_until_isolated(0, len(lines), attempt, isolated, _PARSE_ERRORS)
 
 
-def _reason(line: bytes, exc: Exception) -> str:
+def _reason(line: bytes, exc: Exception) -> DecodeReason:
     """Why one line failed: pyarrow's reader refuses a string that is not UTF-8 too."""
     if not is_utf8(line):
-        return "invalid_utf8"
+        return DecodeReason.INVALID_UTF8
     if "conversion" in str(exc).lower() or isinstance(
         exc, (pa.ArrowNotImplementedError, OverflowError)
     ):
-        return "type_mismatch"
-    return "invalid_csv"
+        return DecodeReason.TYPE_MISMATCH
+    return DecodeReason.INVALID_CSV

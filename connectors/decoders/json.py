@@ -33,12 +33,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from connectors.base import DecodeError, Decoder
+from connectors.base import DecodeError, Decoder, DecodeReason
 from connectors.decoders.columns import epoch_to_timestamp_ms, is_utf8
+from connectors.halves import split_until_isolated
 
 _OPEN = b'{"v":'
 _SEPARATOR = b'}\n{"v":'
 _CLOSE = b"}"
+# What a parse of bad records raises: the batch is split until they stand alone.
+_PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, UnicodeDecodeError)
 
 
 class JsonDecoder(Decoder):
@@ -161,39 +164,33 @@ class JsonDecoder(Decoder):
         errors: list[DecodeError] = []
         pieces: list[pa.Table] = []
         positions: list[np.ndarray] = []
-        self._decode_range(values, locate, 0, len(values), pieces, positions, errors)
+
+        def attempt(start: int, stop: int) -> None:
+            struct, rows = self._decode_segment(values[start:stop])
+            segment_positions = np.arange(start, stop, dtype=np.int64)
+            if struct.null_count and self._whole is None:
+                null_objects = struct.is_null()
+                for i in pc.indices_nonzero(null_objects).to_pylist():
+                    errors.append(
+                        DecodeError(
+                            *locate(start + i), DecodeReason.NOT_OBJECT, "JSON null, not an object"
+                        )
+                    )
+                keep = pc.invert(null_objects)
+                rows = rows.filter(keep)
+                segment_positions = segment_positions[keep.to_numpy(zero_copy_only=False)]
+            if rows.num_rows:
+                pieces.append(rows)
+                positions.append(segment_positions)
+
+        def isolated(i: int, _exc: Exception) -> None:
+            errors.append(self._classify(values[i], locate(i)))
+
+        split_until_isolated(0, len(values), attempt, isolated, _PARSE_ERRORS)
         if not pieces:
             return self.arrow_schema.empty_table(), np.empty(0, np.int64), errors
         rows = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
         return rows, np.concatenate(positions), errors
-
-    def _decode_range(self, values, locate, start, stop, pieces, positions, errors) -> None:
-        """Decode values[start:stop]; on failure split until bad records stand alone."""
-        if start >= stop:
-            return
-        try:
-            struct, rows = self._decode_segment(values[start:stop])
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, UnicodeDecodeError):
-            if stop - start == 1:
-                errors.append(self._classify(values[start], locate(start)))
-                return
-            middle = (start + stop) // 2
-            self._decode_range(values, locate, start, middle, pieces, positions, errors)
-            self._decode_range(values, locate, middle, stop, pieces, positions, errors)
-            return
-        segment_positions = np.arange(start, stop, dtype=np.int64)
-        null_objects = struct.is_null()
-        if struct.null_count and self._whole is None:
-            for i in pc.indices_nonzero(null_objects).to_pylist():
-                errors.append(
-                    DecodeError(*locate(start + i), "not_object", "JSON null, not an object")
-                )
-            keep = pc.invert(null_objects)
-            rows = rows.filter(keep)
-            segment_positions = segment_positions[keep.to_numpy(zero_copy_only=False)]
-        if rows.num_rows:
-            pieces.append(rows)
-            positions.append(segment_positions)
 
     def _classify(self, value: bytes, where: tuple[str, int, int]) -> DecodeError:
         """Why one record failed: the slow path, only ever run on bad records."""
@@ -202,16 +199,22 @@ class JsonDecoder(Decoder):
             document = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             if not is_utf8(value) and _is_json(value.decode("utf-8", "replace")):
-                return DecodeError(topic, partition, offset, "invalid_utf8", "not valid UTF-8")
-            return DecodeError(topic, partition, offset, "invalid_json", str(exc)[:200])
+                return DecodeError(
+                    topic, partition, offset, DecodeReason.INVALID_UTF8, "not valid UTF-8"
+                )
+            return DecodeError(topic, partition, offset, DecodeReason.INVALID_JSON, str(exc)[:200])
         if not isinstance(document, dict) and self._whole is None:
             kind = type(document).__name__
-            return DecodeError(topic, partition, offset, "not_object", f"a JSON {kind}")
+            return DecodeError(topic, partition, offset, DecodeReason.NOT_OBJECT, f"a JSON {kind}")
         try:
             self._decode_segment([value])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
-            return DecodeError(topic, partition, offset, "type_mismatch", _describe(str(exc)))
-        return DecodeError(topic, partition, offset, "invalid_json", "rejected by the parser")
+            return DecodeError(
+                topic, partition, offset, DecodeReason.TYPE_MISMATCH, _describe(str(exc))
+            )
+        return DecodeError(
+            topic, partition, offset, DecodeReason.INVALID_JSON, "rejected by the parser"
+        )
 
 
 def _is_json(text: str) -> bool:

@@ -26,23 +26,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from connectors.decoders.protoschema import (
+    FIXED32_TYPES,
+    FIXED64_TYPES,
+    TIMESTAMP,
+    VARINT_TYPES,
+    repeated,
+)
+from connectors.decoders.varints import PAD, read_varints, unzigzag
+
 _F = FieldDescriptor
-_PAD = 16
-_VARINT = {
-    _F.TYPE_INT32,
-    _F.TYPE_INT64,
-    _F.TYPE_UINT32,
-    _F.TYPE_UINT64,
-    _F.TYPE_SINT32,
-    _F.TYPE_SINT64,
-    _F.TYPE_BOOL,
-    _F.TYPE_ENUM,
-}
-_FIXED64 = {_F.TYPE_FIXED64, _F.TYPE_SFIXED64, _F.TYPE_DOUBLE}
-_FIXED32 = {_F.TYPE_FIXED32, _F.TYPE_SFIXED32, _F.TYPE_FLOAT}
-_WIRE = {**dict.fromkeys(_VARINT, 0), **dict.fromkeys(_FIXED64, 1)}
-_WIRE.update({**dict.fromkeys(_FIXED32, 5), _F.TYPE_STRING: 2, _F.TYPE_MESSAGE: 2})
-_TIMESTAMP = "google.protobuf.Timestamp"
+# The wire type each field type is read with (0 varint, 1 fixed64, 5 fixed32, 2 delimited).
+_WIRE = {**dict.fromkeys(VARINT_TYPES, 0), **dict.fromkeys(FIXED64_TYPES, 1)}
+_WIRE.update({**dict.fromkeys(FIXED32_TYPES, 5), _F.TYPE_STRING: 2, _F.TYPE_MESSAGE: 2})
 _MAX_FIELD = 2**29 - 1
 
 
@@ -77,7 +73,7 @@ class ProtoColumnarReader:
             if message is None or part not in message.fields_by_name:
                 return  # not in this message type: the column stays null
             field = message.fields_by_name[part]
-            if _repeated(field) or field.type not in _WIRE:
+            if repeated(field) or field.type not in _WIRE:
                 raise Unsupported(f"field {part} of type {field.type}")
             last = depth == len(path) - 1
             if field.type != _F.TYPE_MESSAGE:
@@ -93,7 +89,7 @@ class ProtoColumnarReader:
             if not last:
                 continue
             inner = message.fields_by_name
-            if message.full_name == _TIMESTAMP:
+            if message.full_name == TIMESTAMP:
                 node.leaves.setdefault(1, []).append((inner["seconds"], (column, "s")))
                 node.leaves.setdefault(2, []).append((inner["nanos"], (column, "n")))
                 self.kinds[column] = "timestamp"
@@ -120,7 +116,7 @@ class ProtoColumnarReader:
         n = len(values)
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
         ends = np.cumsum(lengths)
-        self.buf = np.frombuffer(b"".join(values) + bytes(_PAD), dtype=np.uint8)
+        self.buf = np.frombuffer(b"".join(values) + bytes(PAD), dtype=np.uint8)
         self.good = starts_at <= lengths
         self.n = n
         self.out: dict[Any, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -155,7 +151,7 @@ class ProtoColumnarReader:
                 bad[delimited] |= size < 0
             fixed = (wire == 1) | (wire == 5)
             if fixed.any():
-                at = np.minimum(pos[active[fixed]], len(self.buf) - _PAD)
+                at = np.minimum(pos[active[fixed]], len(self.buf) - PAD)
                 bits = self.buf[at[:, None] + np.arange(8)].copy().view(np.uint64).ravel()
                 value[fixed] = np.where(wire[fixed] == 5, bits & np.uint64(0xFFFFFFFF), bits)
             starts = pos[active].copy()
@@ -206,23 +202,11 @@ class ProtoColumnarReader:
     def _varint(self, pos: np.ndarray, which: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Varints at ``pos[which]``, advancing those positions."""
         start = pos[which]
-        at = np.minimum(start, len(self.buf) - _PAD)
-        result = np.zeros(len(which), np.uint64)
-        consumed = np.zeros(len(which), np.int64)
-        going = np.ones(len(which), bool)
-        for k in range(10):
-            byte = self.buf[at + k].astype(np.uint64)
-            result |= np.where(going, (byte & np.uint64(0x7F)) << np.uint64(7 * k), 0).astype(
-                np.uint64
-            )
-            consumed += going
-            going &= (byte & np.uint64(0x80)) != 0
-            if not going.any():
-                break
-        if going.any():
-            self.good[idx[which[going]]] = False
+        values, consumed, overlong = read_varints(self.buf, start)
+        if overlong.any():
+            self.good[idx[which[overlong]]] = False
         pos[which] = start + consumed
-        return result
+        return values
 
     # -- columns ------------------------------------------------------------------
 
@@ -272,10 +256,7 @@ class ProtoColumnarReader:
         if kind == _F.TYPE_BOOL:
             return pa.array(value != 0, mask=mask)
         if kind in (_F.TYPE_SINT32, _F.TYPE_SINT64):
-            signed = (value >> np.uint64(1)).astype(np.int64) ^ -(value & np.uint64(1)).astype(
-                np.int64
-            )
-            return pa.array(signed, mask=mask)
+            return pa.array(unzigzag(value), mask=mask)
         if kind in (_F.TYPE_INT32, _F.TYPE_SFIXED32, _F.TYPE_ENUM):
             numbers = value.astype(np.uint32).view(np.int32).astype(np.int64)
             if kind != _F.TYPE_ENUM:
@@ -291,10 +272,3 @@ class ProtoColumnarReader:
         if kind in (_F.TYPE_FIXED32, _F.TYPE_UINT32):
             return pa.array(value.astype(np.uint32).astype(np.int64), mask=mask)
         return pa.array(value.view(np.int64), mask=mask)  # int64, uint64, (s)fixed64
-
-
-def _repeated(field: FieldDescriptor) -> bool:
-    repeated = getattr(field, "is_repeated", None)
-    if repeated is not None:
-        return bool(repeated)
-    return field.label == _F.LABEL_REPEATED

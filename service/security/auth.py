@@ -25,7 +25,7 @@ from typing import Any
 
 import jwt
 
-from service.security.settings import AuthConfig, OidcConfig, TableAccessConfig
+from service.config import AuthConfig, OidcConfig, TableAccessConfig
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ def test_a_table_page_renders_rows_from_an_installed_wheel(
     served: str, kafka, topic_name: str, new_page
 ) -> None:
     page = new_page(f"{served}/tables/t")
-    page.wait_for_function("document.documentElement.dataset.state === 'live'", timeout=30000)
+    page.wait_for_function("() => document.documentElement.dataset.state === 'live'", timeout=30000)
     rows = ((i % 2, None, json_bytes({"id": f"w-{i}", "sym": "WHL", "qty": i})) for i in range(10))
     produce(kafka.bootstrap, topic_name, rows)
     grid = page.locator("perspective-viewer-datagrid regular-table")

@@ -1,4 +1,4 @@
-"""Kafka topics into tables, against the real broker: the promises of DESIGN.md."""
+"""Kafka topics into tables, against the real broker: the promises the README makes."""
 
 from __future__ import annotations
 

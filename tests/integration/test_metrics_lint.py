@@ -13,7 +13,7 @@ from tests.helpers import json_bytes, produce, wait_until
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
 
-# DESIGN.md's contract, plus readiness, connectivity, messages sent and the build.
+# The README's metric contract, plus readiness, connectivity, messages sent and the build.
 CONTRACT = {
     "livetables_records_consumed": ("counter", {"table"}),
     "livetables_rows_applied": ("counter", {"table", "op"}),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 
+from connectors import extract
 from connectors import kafka as kafka_source
 from connectors.decoding import BatchDecoder
 from tests.helpers import json_bytes, produce, wait_until
@@ -70,17 +71,17 @@ def test_a_decoder_that_raises_loses_only_the_record_it_raises_on(
 def test_a_consumer_that_keeps_failing_is_reported_restarted_and_resumes_exactly_once(
     kafka, topic_name, run_service, monkeypatch
 ):
-    """connectors.kafka._raw_batch (the step between consume() and the hand-over) is made to
+    """connectors.extract.raw_batch (the step between consume() and the hand-over) is made to
     raise while armed: the consumer fails after fetching records it has not handed over."""
     armed = threading.Event()
-    original = kafka_source._raw_batch
+    original = extract.raw_batch
 
     def failing(topic, messages, headers=False):
         if armed.is_set():
             raise RuntimeError("injected consumer failure")
         return original(topic, messages, headers)
 
-    monkeypatch.setattr(kafka_source, "_raw_batch", failing)
+    monkeypatch.setattr(extract, "raw_batch", failing)
     kafka.create_topic(topic_name, partitions=2)
     produce(kafka.bootstrap, topic_name, _records(0, 500))
     service = run_service(

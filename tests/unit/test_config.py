@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import yaml
 
-from service.config import ConfigError, load_config, lookback, parse_config
+from service.config import ConfigError, load, load_config, lookback, parse_config, resolve_config
 
 MINIMAL = {"tables": {"t": {"topic": "a", "schema": {"x": "string"}}}}
 
@@ -16,7 +17,7 @@ def test_defaults_fill_a_minimal_file():
     assert config.kafka.bootstrap_servers == "localhost:9092"
     assert config.server.port == 8080
     table = config.tables["t"]
-    assert table.format == "json" and table.start == "earliest" and not table.editable
+    assert table.format == "json" and str(table.start) == "earliest" and not table.editable
     assert table.topic_list == ["a"]
 
 
@@ -124,3 +125,62 @@ def test_yaml_errors_name_file_and_line(tmp_path):
 )
 def test_lookback_windows(text, window):
     assert lookback(text) == window
+
+
+def test_start_is_parsed_once_into_the_policy_the_source_takes():
+    config = parse_config({"tables": {"t": {**MINIMAL["tables"]["t"], "start": "-2h"}}})
+    start = config.tables["t"].start
+    assert (start.kind, start.window, str(start)) == ("lookback", timedelta(hours=2), "-2h")
+
+
+def test_format_names_and_their_options_come_from_the_decoders(monkeypatch):
+    from connectors.base import Decoder
+    from connectors.decoders import DECODERS
+
+    class Fixed(Decoder):
+        name = "fixed"
+        options = frozenset({"columns"})
+
+        def decode_values(self, values, locate):  # pragma: no cover - never decoded here
+            raise NotImplementedError
+
+    monkeypatch.setitem(DECODERS, "fixed", Fixed)
+    table = {"topic": "a", "schema": {"x": "string"}, "format": "fixed"}
+    config = parse_config({"tables": {"t": {**table, "format_options": {"columns": ["x"]}}}})
+    assert config.tables["t"].format == "fixed"
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"tables": {"t": {**table, "format_options": {"header": True}}}})
+    assert "format_options.header applies to csv only, not fixed" in str(caught.value)
+
+
+def test_a_tokens_file_is_read_at_resolution_and_its_errors_name_the_key(tmp_path):
+    missing = tmp_path / "tokens.yaml"
+    auth = {"enabled": True, "tokens_file": str(missing)}
+    config = parse_config({**MINIMAL, "auth": auth})  # validation reads no file
+    with pytest.raises(ConfigError) as caught:
+        resolve_config(config)
+    assert caught.value.errors[0].startswith(f"auth.tokens_file: cannot read {missing}")
+    missing.write_text("batch: batch-token-0123456789abcdef\n")
+    resolved, notes = resolve_config(config)
+    assert resolved.resolved and notes == []
+    missing.unlink()  # read once: the resolved configuration needs the file no more
+    assert resolved.auth.static_tokens() == {"batch": "batch-token-0123456789abcdef"}
+    assert resolve_config(resolved) == (resolved, [])
+
+
+def test_load_returns_a_resolved_configuration_whose_columns_are_known(tmp_path):
+    schema = {"type": "record", "name": "R", "fields": [{"name": "px", "type": "double"}]}
+    path = tmp_path / "c.yaml"
+    table = {"topic": "a", "format": "avro", "format_options": {"schema": schema}}
+    path.write_text(yaml.safe_dump({"tables": {"t": table}}))
+    assert load_config(path).tables["t"].schema_ is None
+    config = load(path)
+    assert config.resolved and config.tables["t"].schema_ == {"px": "float"}
+
+
+def test_the_registry_password_is_a_secret():
+    registry = {"url": "https://r", "basic_auth": {"user": "svc", "password": "s3cr3t-pass"}}
+    config = parse_config({**MINIMAL, "kafka": {"schema_registry": registry}})
+    assert "s3cr3t-pass" not in repr(config)
+    settings = config.kafka.schema_registry.settings()
+    assert settings.password == "s3cr3t-pass" and "s3cr3t-pass" not in repr(settings)

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.base import RawBatch
 from connectors.decoding import BatchDecoder
-from service.config import TableConfig
+from service.config import TableConfig, decode_spec
 
 SCHEMA = {"id": "string", "px": "float", "qty": "integer", "ok": "boolean"}
 
@@ -30,7 +30,7 @@ def batch(values, keys=None, partitions=None) -> RawBatch:
 def decoder(**table) -> BatchDecoder:
     table.setdefault("topic", "t")
     table.setdefault("schema", SCHEMA)
-    return BatchDecoder("t", TableConfig(**table))
+    return BatchDecoder(decode_spec(TableConfig(**table)))
 
 
 def test_a_clean_batch_decodes_in_one_piece():

@@ -13,8 +13,7 @@ from google.protobuf import descriptor_pb2
 
 from connectors.base import RawBatch
 from connectors.decoding import BatchDecoder
-from connectors.derive import resolve_schemas
-from service.config import ConfigError, TableConfig, parse_config
+from service.config import ConfigError, TableConfig, decode_spec, parse_config, resolve_config
 
 T0 = 1_700_000_000_000
 
@@ -34,7 +33,7 @@ def batch(values, keys=None, headers=None) -> RawBatch:
 
 def decoder(**table) -> BatchDecoder:
     table.setdefault("topic", "t")
-    return BatchDecoder("t", TableConfig(**table))
+    return BatchDecoder(decode_spec(TableConfig(**table)))
 
 
 def ms(value: datetime) -> int:
@@ -245,7 +244,7 @@ def test_plain_avro_from_a_schema_file_with_derived_columns(tmp_path):
             }
         }
     )
-    config, notes = resolve_schemas(config)
+    config, notes = resolve_config(config)
     table = config.tables["t"]
     assert notes == []
     assert table.schema_ == {
@@ -256,7 +255,7 @@ def test_plain_avro_from_a_schema_file_with_derived_columns(tmp_path):
         "side": "string",
     }
     record = {"id": "a", "px": {"last": 2.5}, "ts": (T0 + 1) * 1000, "day": 19675, "side": "SELL"}
-    out = BatchDecoder("t", table).decode(
+    out = BatchDecoder(decode_spec(table)).decode(
         batch([avro_bytes(record), avro_bytes({**record, "px": {"last": None}}) + b"\x00", b""])
     )
     row = out.rows.to_pylist()[0]
@@ -284,7 +283,7 @@ def test_an_avro_field_no_column_can_hold_is_a_start_up_error_naming_table_and_f
         }
     )
     with pytest.raises(ConfigError) as error:
-        resolve_schemas(config)
+        resolve_config(config)
     assert (
         "tables.trades.schema: cannot derive the columns: field 'tags' has Avro type 'array'"
         in str(error.value)
@@ -315,7 +314,7 @@ def test_plain_protobuf_with_a_descriptor_set(tmp_path):
         {"tables": {"q": {"topic": "t", "format": "protobuf", "format_options": options}}}
     )
     with pytest.raises(ConfigError, match=r"tables.q.schema: .*field 'raw' is bytes"):
-        resolve_schemas(config)
+        resolve_config(config)
 
 
 # -- configuration --------------------------------------------------------------------
@@ -506,7 +505,7 @@ def test_registry_settings_become_client_settings():
             "tables": {"t": {"topic": "t", "format": "avro"}},
         }
     )
-    settings = client_config(config.kafka.schema_registry)
+    settings = client_config(config.kafka.schema_registry.settings())
     assert settings["url"] == "https://registry:8081"
     assert settings["basic.auth.user.info"] == "svc:s3:cret"
     assert (

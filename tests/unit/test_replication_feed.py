@@ -7,6 +7,8 @@ import pyarrow as pa
 
 from connectors.base import DecodedBatch
 from service.config import parse_config
+from service.ingest.writer import TableWriter
+from service.metrics import Metrics
 from service.replication import UPDATE, Replicator
 from service.tables import TableHost
 
@@ -43,8 +45,9 @@ def test_a_subscriber_that_raises_is_dropped_and_the_others_still_get_every_fram
         replicator.subscribe("t", subscriber)
     rows = pa.table({"id": ["a"], "n": [1]})
     batch = DecodedBatch(rows=rows, records=1)
+    writer = TableWriter(host, replicator, Metrics("test"))
     for _ in range(2):
-        replicator.applying("t", lambda: host.apply("t", batch), batch)
+        writer.write("t", batch)
         replicator.flush()
     assert len(first.frames) == len(last.frames) == 2
     assert all(frame.startswith(UPDATE) for frame in first.frames + last.frames)

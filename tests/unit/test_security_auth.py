@@ -10,9 +10,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from service.config import ConfigError, parse_config
+from service.config import AuthConfig, ConfigError, parse_config
 from service.security.auth import Authenticator, AuthError
-from service.security.settings import AuthConfig
 from service.security.web import Gate, normalise_origin, redact
 
 ISSUER = "https://idp.example.test/realms/desk"

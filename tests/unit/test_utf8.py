@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from connectors.base import DecodedBatch, RawBatch
 from connectors.decoding import BatchDecoder
-from service.config import TableConfig
+from service.config import TableConfig, decode_spec
 
 BAD = b"\xff\xfe("
 
@@ -37,7 +37,7 @@ def batch(values, keys=None, headers=None) -> RawBatch:
 
 def decode(raw: RawBatch, **table) -> DecodedBatch:
     table.setdefault("topic", "t")
-    return BatchDecoder("t", TableConfig(**table)).decode(raw)
+    return BatchDecoder(decode_spec(TableConfig(**table))).decode(raw)
 
 
 def assert_clean(out: DecodedBatch, bad_offsets: list[int]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-Partition = tuple[str, int]
+from connectors.source import Partition
 
 
 @dataclass

@@ -1,15 +1,20 @@
-"""Checks of the ``dashboards:`` section against the tables it shows.
+"""The ``dashboards:`` section, checked against the tables it shows.
 
 A panel's ``viewer`` is a perspective-viewer configuration. Mistakes in it
 (a plugin name that does not exist, a column the table does not have) would
 otherwise surface only as a blank panel in someone's browser, so they are
-errors when the config is loaded, with the key path of the mistake.
+errors when the config is loaded (or, for a table whose columns are derived
+from a record schema, when it is resolved), with the key path of the mistake.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.config.base import Strict
 
 #: plugins registered by @perspective-dev/viewer-datagrid and viewer-d3fc
 KNOWN_PLUGINS = (
@@ -112,3 +117,25 @@ def viewer_errors(viewer: Mapping[str, Any], columns: Iterable[str], path: str) 
         for column in aggregates:
             check(f"aggregates.{column}", column)
     return errors
+
+
+class ViewerConfig(BaseModel):
+    """A perspective-viewer configuration: open-ended, checked by :func:`viewer_errors`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    plugin: str = "Datagrid"
+
+
+class PanelConfig(Strict):
+    table: str
+    title: str | None = None
+    viewer: ViewerConfig = Field(default_factory=ViewerConfig)
+
+    def viewer_errors(self, columns: Iterable[str], path: str) -> list[str]:
+        """The problems of this panel's viewer against the columns of its table."""
+        return viewer_errors(self.viewer.model_dump(exclude_unset=False), columns, f"{path}.viewer")
+
+
+class DashboardConfig(Strict):
+    title: str | None = None
+    panels: list[PanelConfig] = Field(min_length=1)

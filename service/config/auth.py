@@ -4,7 +4,9 @@ Static tokens are named, so that logs and per-table allow-lists can refer to
 them without repeating the secret. They come from the file, from the
 environment (``LIVETABLES_AUTH__TOKENS__GRAFANA=...``, one variable per token,
 which is how a Kubernetes Secret is usually injected), or from a YAML file of
-``name: token`` lines (``tokens_file``, e.g. a mounted Secret).
+``name: token`` lines (``tokens_file``, e.g. a mounted Secret). Validation does
+not read that file: resolving the configuration does, once
+(:meth:`AuthConfig.with_file_tokens`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from service.config.base import Strict
 
 MIN_TOKEN_LENGTH = 16
 # Asymmetric algorithms only: a JWKS publishes public keys, and accepting an HMAC
@@ -32,11 +36,7 @@ ASYMMETRIC_ALGORITHMS = (
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class OidcConfig(_Strict):
+class OidcConfig(Strict):
     """JWTs from an OpenID Connect provider, checked against its published keys."""
 
     jwks_url: str = Field(description="where the provider publishes its signing keys (JWKS)")
@@ -65,7 +65,7 @@ class OidcConfig(_Strict):
         return value
 
 
-class TableAccessConfig(_Strict):
+class TableAccessConfig(Strict):
     """Who may read one table: any listed token name, or any listed claim value."""
 
     tokens: list[str] = Field(default_factory=list, description="static token names")
@@ -74,7 +74,7 @@ class TableAccessConfig(_Strict):
     )
 
 
-class AuthConfig(_Strict):
+class AuthConfig(Strict):
     enabled: bool = False
     tokens: dict[str, SecretStr] = Field(default_factory=dict, description="name -> bearer token")
     tokens_file: str | None = Field(None, description="YAML file of `name: token` lines")
@@ -93,13 +93,6 @@ class AuthConfig(_Strict):
             )
         return value
 
-    @field_validator("tokens_file")
-    @classmethod
-    def _readable(cls, value: str | None) -> str | None:
-        if value is not None:
-            read_tokens_file(value)
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> AuthConfig:
         has_source = bool(self.tokens or self.tokens_file or self.oidc)
@@ -112,13 +105,28 @@ class AuthConfig(_Strict):
         return self
 
     def static_tokens(self) -> dict[str, str]:
-        """Every static token by name: the file's, then the config's and environment's."""
+        """Every static token by name: the file's, then the config's and environment's.
+
+        A resolved configuration has read ``tokens_file`` into ``tokens`` already.
+        """
         tokens = read_tokens_file(self.tokens_file) if self.tokens_file else {}
         tokens.update({name: t.get_secret_value() for name, t in self.tokens.items()})
         return tokens
 
+    def with_file_tokens(self) -> AuthConfig:
+        """This section with the tokens of ``tokens_file`` read into ``tokens`` (which win).
+
+        Raises ValueError naming the file when it cannot be read or holds bad tokens.
+        """
+        if self.tokens_file is None:
+            return self
+        tokens = {name: SecretStr(t) for name, t in read_tokens_file(self.tokens_file).items()}
+        tokens.update(self.tokens)
+        return self.model_copy(update={"tokens": tokens, "tokens_file": None})
+
 
 def read_tokens_file(path: str) -> dict[str, str]:
+    """The ``name: token`` lines of a tokens file; ValueError naming the file if unusable."""
     try:
         data: Any = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
