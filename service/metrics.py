@@ -271,6 +271,11 @@ class Metrics:
             "Websocket messages sent to clients.",
             registry=r,
         )
+        self.websocket_requests = Counter(
+            "livetables_websocket_requests",
+            "Perspective requests received from websocket clients, refused ones included.",
+            registry=r,
+        )
         self.websocket_rejected = Counter(
             "livetables_websocket_rejected_requests",
             "Websocket requests refused, by reason.",
@@ -279,7 +284,8 @@ class Metrics:
         )
         self.websocket_disconnects = Counter(
             "livetables_websocket_disconnects",
-            "Websocket sessions ended, by reason (client, slow, shutdown, rejected, expired).",
+            "Websocket sessions ended, by reason (client, slow, shutdown, rejected, expired, "
+            "snapshot_too_large).",
             ["reason"],
             registry=r,
         )

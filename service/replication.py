@@ -16,9 +16,16 @@ messages in all per table), so a large audience costs a bounded number of
 socket writes, and a small one gets its updates within ~10 ms.
 
 A subscriber gets a snapshot and then every later batch, with nothing missed
-or doubled in between: subscribing, applying (with :meth:`Replicator.publish`)
-and flushing take the same lock, and a new subscriber's snapshot is taken right
-after a flush.
+or doubled in between: subscribing, applying and flushing a table take that
+table's lock, a new subscriber's snapshot is taken right after a flush, and
+handed to the subscriber (``deliver_snapshot``) before it can receive a delta.
+
+Snapshots are taken on an engine worker (never on the IOLoop: serialising a
+large table takes a while, and the lock waits for the update in progress),
+and shared: the serialised frame is kept until the table next changes (or for
+``SNAPSHOT_KEEP_S``), so a crowd of new subscribers of an unchanged table costs
+one ``to_arrow()``, not one each. Unsubscribing never waits for an update: the
+subscriber sets are replaced, never mutated, under a lock of their own.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import pyarrow as pa
@@ -43,11 +53,16 @@ REMOVE = b"R"
 MESSAGES_PER_SECOND = 5000
 MIN_INTERVAL_S = 0.01
 MAX_INTERVAL_S = 0.1
+# How long a serialised snapshot of an unchanged table is kept for the next subscribers.
+SNAPSHOT_KEEP_S = 5.0
 
 
 class Subscriber(Protocol):
+    def deliver_snapshot(self, frame: bytes) -> bool:
+        """Queue the snapshot frame, or refuse it (False); called with the table's lock held."""
+
     def deliver(self, frames: list[bytes]) -> None:
-        """Queue frames for sending; called with the replicator's lock held, must not block."""
+        """Queue frames for sending; called with the table's lock held, must not block."""
 
 
 def arrow_ipc(rows: pa.Table) -> bytes:
@@ -67,9 +82,14 @@ class Replicator:
 
     def __init__(self, host: TableHost) -> None:
         self.host = host
-        self.lock = threading.Lock()
-        self._subscribers: dict[str, set[Subscriber]] = {name: set() for name in host.tables}
+        self._locks = {name: threading.Lock() for name in host.tables}
+        self._subscribers_lock = threading.Lock()
+        self._subscribers: dict[str, frozenset[Subscriber]] = {
+            name: frozenset() for name in host.tables
+        }
         self._pending: dict[str, list[DecodedBatch]] = {name: [] for name in host.tables}
+        self._snapshots: dict[str, tuple[bytes, float]] = {}  # frame, when taken
+        self.snapshots_taken = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pace, name="replicator", daemon=True)
 
@@ -85,47 +105,85 @@ class Replicator:
         while not self._stop.wait(self.interval()):
             try:
                 self.flush()
+                self._forget_old_snapshots()
             except Exception:  # a broadcast problem must not end replication for everyone
                 log.exception("replication flush failed")
 
-    def subscribe(self, name: str, subscriber: Subscriber) -> bytes:
-        """Register and return the table's snapshot (Arrow IPC) as of registration."""
-        with self.lock:
+    def subscribe(self, name: str, subscriber: Subscriber) -> bool:
+        """Hand ``subscriber`` the table's snapshot and register it, as one step.
+
+        False if the subscriber refused the snapshot (too large): it is not registered.
+        Blocks while the table is being updated: call it off the IOLoop.
+        """
+        with self._locks[name]:
             # Everyone else gets what is pending first; the snapshot already holds it.
             self._flush_table(name)
+            if not subscriber.deliver_snapshot(self._snapshot(name)):
+                return False
+            with self._subscribers_lock:
+                self._subscribers[name] = self._subscribers[name] | {subscriber}
+        return True
+
+    def _snapshot(self, name: str) -> bytes:
+        """The table as one ``S`` frame: the kept one if the table has not changed since."""
+        kept = self._snapshots.get(name)
+        if kept is not None:
+            return kept[0]
+        # Making (and deleting) a view takes the table's write lock in the engine: a write turn.
+        with self.host.writing(name):
             view = self.host.tables[name].view()
             try:
-                snapshot = view.to_arrow()
+                frame = SNAPSHOT + view.to_arrow()
             finally:
                 view.delete()
-            self._subscribers[name].add(subscriber)
-        return snapshot
+        self.snapshots_taken += 1
+        self._snapshots[name] = (frame, time.monotonic())
+        return frame
+
+    def _forget_old_snapshots(self) -> None:
+        now = time.monotonic()
+        for name, (_frame, taken) in list(self._snapshots.items()):
+            if now - taken > SNAPSHOT_KEEP_S:
+                with self._locks[name]:
+                    kept = self._snapshots.get(name)
+                    if kept is not None and kept[1] == taken:
+                        del self._snapshots[name]
 
     def unsubscribe(self, name: str, subscriber: Subscriber) -> None:
-        with self.lock:
-            self._subscribers[name].discard(subscriber)
+        """Never waits for a table update (safe on the IOLoop)."""
+        with self._subscribers_lock:
+            self._subscribers[name] = self._subscribers[name] - {subscriber}
 
-    def subscriber_count(self, name: str) -> int:
-        return len(self._subscribers[name])
+    def subscriber_count(self, name: str | None = None) -> int:
+        if name is not None:
+            return len(self._subscribers[name])
+        return sum(len(s) for s in self._subscribers.values())
 
     def interval(self) -> float:
         """How long to wait before the next flush, for the largest audience."""
         largest = max((len(s) for s in self._subscribers.values()), default=0)
         return pacing_interval(largest)
 
-    def publish(self, name: str, batch: DecodedBatch) -> None:
-        """Queue a batch just applied to table ``name`` for its replicas.
+    @contextmanager
+    def applying(self, name: str) -> Iterator[None]:
+        """Hold while table ``name`` is changed and the batch handed to :meth:`publish`.
 
-        The caller holds ``lock`` across the apply and this call (see
-        ``service/ingest/writer.py``), so no snapshot falls between the two.
+        A replica that subscribes meanwhile waits, so its snapshot holds all of a batch
+        or none of it, then every later batch (see ``service/ingest/writer.py``).
         """
+        with self._locks[name]:
+            self._snapshots.pop(name, None)  # first: a failed apply may change the table too
+            yield
+
+    def publish(self, name: str, batch: DecodedBatch) -> None:
+        """Queue a batch just applied to table ``name`` for its replicas (inside ``applying``)."""
         if self._subscribers.get(name):
             self._pending[name].append(batch)
 
     def flush(self) -> None:
         """Send every table's pending batches to its subscribers."""
-        with self.lock:
-            for name in self._pending:
+        for name in self._pending:
+            with self._locks[name]:
                 self._flush_table(name)
 
     def _flush_table(self, name: str) -> None:
@@ -134,13 +192,13 @@ class Replicator:
         if not pending or not subscribers:
             return
         frames = _frames(pending)
-        for subscriber in list(subscribers):
+        for subscriber in subscribers:
             try:
                 subscriber.deliver(frames)
             except Exception:
                 # Its replica has missed these frames and cannot be trusted: it is dropped,
                 # and every other subscriber still gets them.
-                subscribers.discard(subscriber)
+                self.unsubscribe(name, subscriber)
                 log.exception("table %s: a replica could not be fed; unsubscribed it", name)
 
 

@@ -9,12 +9,15 @@ arrive here already decoded and folded: each is applied with at most one
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 
 import perspective
 import pyarrow as pa
 
 from connectors.base import DecodedBatch
+from service.cardinality import DistinctValues
 from service.config import LivetablesConfig, TableConfig
+from service.engine import EngineWorkers, TableGate
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +33,23 @@ class TableHost:
         self.config = config
         self.server = perspective.Server()
         self.client = self.server.new_local_client()
+        # Clients' engine calls (websocket sessions, replica snapshots) run here, off the IOLoop.
+        self.workers = EngineWorkers(config.server.engine_threads)
         self.tables: dict[str, perspective.Table] = {}
         # Row counts as of the last applied batch, read by the web handlers so that
         # an HTTP request never waits on the engine while an update runs.
         self.row_counts: dict[str, int] = {}
+        # What the guard needs to price a client's view before the engine builds it. Editable
+        # tables take rows from clients too, which the applier never sees: no bound for them.
+        self.distinct: dict[str, DistinctValues] = {}
+        # Clients' reads of a table take turns with its updates (see service/engine.py).
+        self.gates: dict[str, TableGate] = {}
         for name, table in config.tables.items():
             self.tables[name] = self._create(name, table)
+            self.gates[name] = TableGate()
             self.row_counts[name] = 0
+            if not table.editable:
+                self.distinct[name] = DistinctValues(list(table.schema_))
 
     def _create(self, name: str, table: TableConfig) -> perspective.Table:
         options: dict[str, object] = {"name": name}
@@ -50,11 +63,15 @@ class TableHost:
     def apply(self, name: str, batch: DecodedBatch) -> None:
         """Apply one decoded batch: its rows, then its removals (their keys are disjoint)."""
         table = self.tables[name]
-        if batch.rows is not None and batch.rows.num_rows:
-            self._update(name, table, batch.rows)
-        if batch.removals is not None and len(batch.removals):
-            table.remove(batch.removals.to_pylist())
-        self.row_counts[name] = table.size()
+        # Values first: a view priced from now on knows them, whenever the update lands.
+        if batch.rows is not None and batch.rows.num_rows and name in self.distinct:
+            self.distinct[name].observe(batch.rows)
+        with self.gates[name].writing():
+            if batch.rows is not None and batch.rows.num_rows:
+                self._update(name, table, batch.rows)
+            if batch.removals is not None and len(batch.removals):
+                table.remove(batch.removals.to_pylist())
+            self.row_counts[name] = table.size()
 
     def _update(self, name: str, table: perspective.Table, rows: pa.Table) -> None:
         limit = self.config.tables[name].limit
@@ -73,8 +90,40 @@ class TableHost:
         """Rows in the table after the last applied batch."""
         return self.row_counts[name]
 
+    # -- facts for the guard (service/security/cost.py), asked from engine worker threads --
+
+    def reading(self, name: str) -> AbstractContextManager[None]:
+        """Hold while a client's request reads the table: updates wait, then take their turn."""
+        return self.gates[name].reading()
+
+    def writing(self, name: str) -> AbstractContextManager[None]:
+        """Hold while a client's request takes the table's write lock (a new view, say)."""
+        return self.gates[name].writing()
+
+    def rows_now(self, name: str) -> int:
+        """Rows in the table now, as the engine counts them (clients may edit an editable table)."""
+        return self.tables[name].size()
+
+    def columns(self, name: str) -> list[str]:
+        return list(self.config.tables[name].schema_)
+
+    def distinct_bound(self, name: str, column: str) -> int | None:
+        """At most this many distinct values in ``column``, or None if unknown."""
+        tracker = self.distinct.get(name)
+        return None if tracker is None else tracker.bound(column)
+
+    def expression_types(self, name: str, expressions: dict[str, str]) -> dict[str, str]:
+        """The type of each expression the engine accepts (it parses them; it computes nothing)."""
+        result = self.tables[name].validate_expressions(expressions)
+        return dict(result.get("expression_schema", {}))
+
     def close(self) -> None:
-        """Delete the tables so the engine frees them (views are closed with their sessions)."""
+        """Delete the tables so the engine frees them (views are closed with their sessions).
+
+        Sessions close on the engine workers: wait for them first, since deleting a
+        table that still has a view aborts the process.
+        """
+        self.workers.shutdown()
         for name, table in list(self.tables.items()):
             try:
                 table.delete()

@@ -27,6 +27,33 @@ class ServerConfig(Strict):
     max_rejected_requests: int = Field(
         100, ge=1, description="refused requests after which a websocket session is closed"
     )
+    # What one client may make the engine do (service/security/cost.py, service/engine.py).
+    engine_threads: int = Field(
+        4, ge=1, le=64, description="worker threads running client requests off the event loop"
+    )
+    max_requests_per_second: float = Field(
+        200.0, gt=0, description="requests per second per websocket session (bursts of as many)"
+    )
+    max_pending_requests: int = Field(
+        256, ge=1, description="requests of one session waiting for the engine"
+    )
+    max_expressions_per_view: int = Field(10, ge=0, description="expressions in one view")
+    max_expression_length: int = Field(1000, ge=1, description="characters in one expression")
+    max_pivot_columns: int = Field(5, ge=1, description="columns in one group_by or split_by")
+    max_view_cells: int = Field(
+        2_000_000, ge=1000, description="estimated cells one view may hold (see README)"
+    )
+    max_session_cells: int = Field(
+        10_000_000, ge=1000, description="estimated cells of all live views of one session"
+    )
+    max_serialized_cells: int = Field(
+        1_000_000, ge=1000, description="rows x columns one to_arrow/to_csv/to_columns may return"
+    )
+    max_snapshot_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest /replicate snapshot, allowed on top of max_client_buffer_bytes",
+    )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="origins allowed to open websockets besides the server's own ('*': any)",

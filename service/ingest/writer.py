@@ -1,8 +1,8 @@
 """The one place hosted tables change: a decoded batch applied, then handed to replication.
 
 Runs on the applier thread only. The apply and the hand-over happen under the
-replicator's lock, so a replica that subscribes meanwhile gets a snapshot that
-holds all of a batch or none of it, and then every later batch.
+replicator's lock of the table, so a replica that subscribes meanwhile gets a
+snapshot that holds all of a batch or none of it, and then every later batch.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class TableWriter:
         clock = thread_clock()
         clock.lap(name, "bookkeeping")
         try:
-            with self.replicator.lock:
+            with self.replicator.applying(name):
                 self.host.apply(name, batch)
                 clock.lap(name, "apply")
                 self.replicator.publish(name, batch)

@@ -7,12 +7,15 @@ guard decodes each request frame's envelope (the ``Request`` message of
 perspective's ``perspective.proto``, as of perspective 4.3.0) and decides:
 
 * reads, views, expressions and view deletion pass;
-* writes (update, replace and clear, remove, delete) pass only for
-  an ``editable`` table, and hosting a new table (make_table) only under the
-  name of an ``editable`` table (to re-create one a client deleted);
+* writes (update, replace and clear, remove) pass only for an ``editable``
+  table; deleting a hosted table and hosting a new one (make_table) are refused
+  for every table: the tables are the configuration's, fed from Kafka, and a
+  deleted one could not be fed again;
 * a request about a table the client may not read, or about a view this session
-  did not create, is refused: sessions cannot reach each other's views;
-* per-session limits: live views, callbacks, request size;
+  did not create, is refused; view ids are the server's (service/security/views.py),
+  so sessions can neither collide on nor reach each other's views;
+* per-session limits: live views, callbacks, request size, and what views and
+  serialisations may cost the engine (service/security/cost.py);
 * anything that does not decode, or a request kind this version does not know,
   is refused. The engine is never handed a frame the guard could not read (an
   empty frame aborts the whole process inside perspective).
@@ -22,19 +25,32 @@ A refused request gets a ``Response`` carrying a ``ServerError`` for its
 Past ``max_rejected`` refusals the session should be closed (``Verdict.close``).
 
 The guard holds no socket and no engine: it maps bytes to verdicts, so it is
-unit-tested without a server. It also watches the session's responses (from any
-thread), to forget views the engine refused to create and to hide tables a
-restricted client may not read from hosted-table listings.
+unit-tested without a server; facts about the tables (row counts, distinct
+values, expression types) come through :class:`~service.security.cost.TableFacts`.
+It also watches the session's responses (from any thread), to forget views the
+engine refused to create, to give views back the client's names, and to hide
+tables a restricted client may not read from hosted-table listings.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from service.security import schema
+from service.security import cost, schema
+from service.security.cost import CostLimits, OverLimit, TableFacts
+from service.security.views import (
+    SessionView,
+    make_view_body,
+    request_for_engine,
+    response_for_client,
+    server_view_name,
+)
 from service.security.wire import (
     LENGTH_DELIMITED,
     VARINT,
@@ -62,8 +78,11 @@ VIEW_CONFIG_GROUP_BY_DEPTH = 9  # ViewConfig { ...; optional uint32 group_by_dep
 GET_HOSTED_SUBSCRIBE = 1  # GetHostedTablesReq { bool subscribe = 1 }
 COLUMN_PATHS_START, COLUMN_PATHS_END = 1, 2  # ViewColumnPathsReq { start_col = 1; end_col = 2 }
 VIEWPORT = 1  # ViewTo*Req { ViewPort viewport = 1; ... }
-RESPONSE_VIEW_DIMENSIONS = 12  # ViewDimensionsResp { ...; uint32 num_view_columns = 4 }
+RESPONSE_VIEW_DIMENSIONS = 12  # ViewDimensionsResp { ...; num_view_rows = 3; num_view_columns = 4 }
+DIMENSIONS_VIEW_ROWS = 3
 DIMENSIONS_VIEW_COLUMNS = 4
+VIEWPORT_START_ROW, VIEWPORT_START_COL, VIEWPORT_END_ROW, VIEWPORT_END_COL = 1, 2, 3, 4
+VALIDATE_EXPRESSIONS = 1  # TableValidateExprReq { map<string, string> column_to_expr = 1 }
 VIEWPORT_KINDS = frozenset(
     {
         "view_to_arrow",
@@ -133,6 +152,12 @@ KINDS: dict[int, Kind] = {
     35: Kind("view_remove_delete", VIEW),
 }
 KIND_NUMBERS = {kind.name: number for number, kind in KINDS.items()}
+# Requests that take a table's write lock in the engine besides the writes above (checked
+# in perspective 4.3.0's sources: registering or dropping a view's context, reshaping its
+# tree). They take the write side of the table's gate.
+ENGINE_WRITES = frozenset(
+    {"table_make_view", "view_delete", "view_expand", "view_collapse", "view_set_depth"}
+)
 assert set(KIND_NUMBERS) == set(schema.BODIES), "every request kind needs its body schema"
 
 # Callbacks a client may register: per view (on_update, on_delete), and per session
@@ -153,8 +178,13 @@ TOO_LARGE = "too_large"
 BAD_ARGUMENT = "bad_argument"
 MALFORMED = "malformed"
 UNKNOWN_REQUEST = "unknown_request"
+RATE_LIMITED = "rate_limited"
+TOO_MANY_PENDING = "too_many_pending"
+TABLE_DELETE = "table_delete"
+ENGINE_ERROR = "engine_error"
 REASONS = (
     READ_ONLY,
+    TABLE_DELETE,
     MAKE_TABLE,
     UNKNOWN_TABLE,
     FORBIDDEN_TABLE,
@@ -165,6 +195,10 @@ REASONS = (
     BAD_ARGUMENT,
     MALFORMED,
     UNKNOWN_REQUEST,
+    RATE_LIMITED,
+    TOO_MANY_PENDING,
+    ENGINE_ERROR,
+    *cost.REASONS,
 )
 
 
@@ -177,6 +211,7 @@ class GuardPolicy:
     max_views: int = 100
     max_request_bytes: int = 1024 * 1024
     max_rejected: int = 100
+    costs: CostLimits = dataclasses.field(default_factory=CostLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +220,7 @@ class Verdict:
     reason: str | None = None
     response: bytes | None = None  # the error Response to send, if the msg_id is known
     close: bool = False  # the session went past its limits: close it
-    probe: bytes | None = None  # ask the engine this first (see SessionGuard.handle)
+    forward: bytes | None = None  # what to hand the engine: the frame, view ids the server's
 
     @property
     def message(self) -> str | None:
@@ -206,6 +241,7 @@ class Request:
     entity_id: str = ""
     number: int | None = None  # field number of the oneof member
     body: Field | None = None
+    view: SessionView | None = None  # the session's view it is about, once authorised
 
 
 class Refused(Exception):
@@ -280,11 +316,16 @@ def _error_text(response: bytes) -> str | None:
     return None
 
 
+# What a request needs the engine to tell first: the view's (rows, columns) -> a refusal or None.
+DimensionsCheck = Callable[[int, int], Refused | None]
+
+
 class SessionGuard:
     """The guard of one websocket session.
 
-    ``check`` runs on the IOLoop (one frame at a time); ``outgoing`` runs on
-    whichever thread the engine answers from, hence the lock.
+    ``handle`` and ``check`` run for one frame at a time, in order (on the
+    session's engine worker); ``outgoing`` runs on whichever thread the engine
+    answers from, hence the lock around everything both touch.
     """
 
     def __init__(
@@ -292,41 +333,102 @@ class SessionGuard:
         policy: GuardPolicy,
         can_read: Callable[[str], bool] | None = None,
         views_gauge: Any = None,
+        facts: TableFacts | None = None,
     ) -> None:
         self.policy = policy
         self.can_read = can_read or (lambda _table: True)
         self.restricted = can_read is not None
         self.views_gauge = views_gauge
-        self.views: dict[str, int] = {}  # view id -> callbacks registered on it
+        self.facts = facts  # None: views and serialisations are not priced (unit tests only)
+        self.views: dict[str, SessionView] = {}  # by the client's name
         self.rejected = 0
         self._session_callbacks = 0
-        self._pending_views: dict[int, str] = {}  # msg_id of make_view -> view id
+        self._by_server_id: dict[str, str] = {}  # server view id -> client's name
+        self._pending_views: dict[int, str] = {}  # msg_id of make_view -> client's name
+        self._pending_deletes: dict[int, str] = {}  # msg_id of view_delete -> server view id
         self._lock = threading.Lock()
         self._closed = False
-        # A column range waiting for the engine to tell the view's width (see handle()).
-        self._probe_range: tuple[Request, int | None, int | None] | None = None
-        self._probe_columns: int | None = None
+        # The engine's answer to the guard's own dimensions request (see handle()).
+        self._probe_dimensions: tuple[int, int] | None = None
         self._probing = False
+        self._dimensions_check: DimensionsCheck | None = None
 
     def handle(self, frame: bytes, forward: Callable[[bytes], None]) -> Verdict:
-        """Check a frame and, if it is allowed, ``forward`` it to the engine.
+        """Check a frame and, if it is allowed, ``forward`` it (view ids translated) to the engine.
 
         A few requests need a fact only the engine knows: a column range is
-        safe only within the view's width, so the guard first forwards a probe
-        (a dimensions request of its own, answered synchronously and never
-        shown to the client) and decides on its answer.
+        safe only within the view's width, a serialisation is priced by the
+        view's size. For those the guard first forwards a probe (a dimensions
+        request of its own, answered synchronously and never shown to the
+        client) and decides on its answer.
         """
-        verdict = self.check(frame)
-        if verdict.allowed and verdict.probe is not None:
-            verdict = self._after_probe(verdict.probe, forward)
-        if verdict.allowed:
-            forward(frame)
+        # The engine calls below (pricing, probes, the request) use one table: they take
+        # turns with its updates (service/engine.py, TableGate).
+        with self._gate(frame):
+            request = Request()
+            verdict = self.check(frame, request)
+            check, self._dimensions_check = self._dimensions_check, None
+            if verdict.allowed and check is not None:
+                assert request.view is not None
+                dimensions = self._dimensions(request.view.server_id, forward)
+                refusal = (
+                    Refused(BAD_ARGUMENT, f"view {request.entity_id!r} has no dimensions")
+                    if dimensions is None
+                    else check(*dimensions)
+                )
+                if refusal is not None:
+                    self._undo(request)
+                    return self._refuse(request, refusal)
+            if verdict.allowed:
+                forward(verdict.forward if verdict.forward is not None else frame)
         return verdict
+
+    def _gate(self, frame: bytes) -> AbstractContextManager[None]:
+        """The table gate a request takes (a first look at it; ``check`` decides)."""
+        request = Request()
+        try:
+            parse_request(frame, request)
+        except Refused:
+            return contextlib.nullcontext()
+        assert request.number is not None
+        kind = KINDS[request.number]
+        table = None
+        if kind.scope == TABLE and request.entity_id in self.policy.tables:
+            table = request.entity_id
+        elif kind.scope == VIEW:
+            with self._lock:
+                view = self.views.get(request.entity_id)
+            table = None if view is None else view.table
+        if self.facts is None or table is None:
+            return contextlib.nullcontext()
+        if kind.writes or kind.name in ENGINE_WRITES:
+            return self.facts.writing(table)
+        return self.facts.reading(table)
+
+    def closing_turns(self) -> contextlib.ExitStack:
+        """Write turns on every table this session has views on: closing it drops them.
+
+        Taken in name order, so two sessions closing never wait for each other in a circle.
+        """
+        with self._lock:
+            tables = sorted({view.table for view in self.views.values()})
+        turns = contextlib.ExitStack()
+        if self.facts is not None:
+            for table in tables:
+                turns.enter_context(self.facts.writing(table))
+        return turns
+
+    def refuse(self, frame: bytes, reason: str, message: str) -> Verdict:
+        """Refuse a frame before reading it whole (rate and queue limits of the websocket)."""
+        request = Request()
+        _read_msg_id(frame, request)
+        return self._refuse(request, Refused(reason, message))
 
     # -- requests ---------------------------------------------------------------
 
-    def check(self, frame: bytes) -> Verdict:
-        request = Request()
+    def check(self, frame: bytes, request: Request | None = None) -> Verdict:
+        request = request if request is not None else Request()
+        self._dimensions_check = None
         try:
             if len(frame) > self.policy.max_request_bytes:
                 _read_msg_id(frame, request)
@@ -340,15 +442,16 @@ class SessionGuard:
                 request.msg_id = 0  # proto3 leaves a zero out of the frame
             if request.msg_id == PROBE_MSG_ID:
                 raise Refused(MALFORMED, "msg_id 4294967295 is reserved")
-            # Arguments first: authorising a new view counts it.
-            probe = self._check_arguments(frame, request)
-            self._authorise(frame, request)
+            # Arguments and price first: authorising a new view counts it.
+            cells = self._check_arguments(frame, request)
+            forward = self._authorise(frame, request, cells)
         except Refused as refusal:
+            self._dimensions_check = None
             return self._refuse(request, refusal)
-        return ALLOW if probe is None else Verdict(True, probe=probe)
+        return Verdict(True, forward=forward)
 
-    def _check_arguments(self, frame: bytes, request: Request) -> bytes | None:
-        """Refuse bodies the engine mishandles; a probe frame if a range needs the engine."""
+    def _check_arguments(self, frame: bytes, request: Request) -> int:
+        """Refuse bodies the engine mishandles or that cost too much; a new view's price."""
         assert request.number is not None and request.body is not None
         name = KINDS[request.number].name
         payload = frame[request.body.value : request.body.end]
@@ -359,9 +462,12 @@ class SessionGuard:
         if name in ("view_expand", "view_collapse", "view_set_depth"):
             _small_arguments(_body_fields(frame, request.body))
         elif name in VIEWPORT_KINDS:
+            viewport: list[Field] = []
             for field in _body_fields(frame, request.body):
                 if field.number == VIEWPORT:
-                    _small_arguments(_fields_of(payload, field))
+                    viewport = _fields_of(payload, field)
+            _small_arguments(viewport)
+            self._price_serialization(name, {f.number: f.value for f in viewport})
         elif name == "table_make_view":
             for field in _body_fields(frame, request.body):
                 if field.number == MAKE_VIEW_CONFIG:
@@ -375,6 +481,19 @@ class SessionGuard:
                             BAD_ARGUMENT,
                             f"the filter on {column!r} with {operator!r} needs a value",
                         )
+                    return self._price_view(request.entity_id, config)
+            return self._price_view(request.entity_id, b"")
+        elif name == "table_validate_expr":
+            expressions = {}
+            for field in _body_fields(frame, request.body):
+                if field.number == VALIDATE_EXPRESSIONS:
+                    entry = payload[field.value : field.end]
+                    key, value = _map_entry(entry)
+                    expressions[key] = value
+            try:
+                cost.check_expressions(expressions, self.policy.costs)
+            except OverLimit as exc:
+                raise Refused(exc.reason, exc.message) from None
         elif name == "view_column_paths":
             body = _body_fields(frame, request.body)
             _small_arguments(body)
@@ -385,78 +504,115 @@ class SessionGuard:
                 elif field.number == COLUMN_PATHS_END:
                     end = field.value
             if start is not None or end is not None:
-                self._probe_range = (request, start, end)
-                return (
-                    varint_field(REQUEST_MSG_ID, PROBE_MSG_ID)
-                    + string_field(REQUEST_ENTITY_ID, request.entity_id)
-                    + bytes_field(KIND_NUMBERS["view_dimensions"], b"")
-                )
-        return None
+                self._dimensions_check = _column_range_check(start, end)
+        return 0
 
-    def _after_probe(self, probe: bytes, forward: Callable[[bytes], None]) -> Verdict:
-        assert self._probe_range is not None
-        request, start, end = self._probe_range
-        self._probe_range = None
+    def _price_view(self, table: str, config: bytes) -> int:
+        if self.facts is None or table not in self.policy.tables or not self.can_read(table):
+            return 0  # nothing to price, or refused by _authorise
+        try:
+            shape = cost.view_shape(config)
+            cells = cost.view_cells(table, shape, self.facts, self.policy.costs)
+            with self._lock:
+                held = sum(view.cells for view in self.views.values())
+            cost.check_session(cells, held, self.policy.costs)
+        except OverLimit as exc:
+            raise Refused(exc.reason, exc.message) from None
+        except Exception as exc:  # the engine could not say (a table going away at shutdown)
+            raise Refused(ENGINE_ERROR, f"cannot price a view of {table!r}: {exc}") from None
+        return cells
+
+    def _price_serialization(self, kind: str, viewport: dict[int, int]) -> None:
+        if self.facts is None:
+            return
+        limits = self.policy.costs
+        start_row = viewport.get(VIEWPORT_START_ROW, 0)
+        start_col = viewport.get(VIEWPORT_START_COL, 0)
+        end_row = viewport.get(VIEWPORT_END_ROW)
+        end_col = viewport.get(VIEWPORT_END_COL)
+        if end_row is not None and end_col is not None:
+            try:  # an explicit viewport within the limit needs no question to the engine
+                cost.check_serialization(kind, start_row, end_row, start_col, end_col, limits)
+                return
+            except OverLimit:
+                pass
+
+        def within(rows: int, columns: int) -> Refused | None:
+            last_row = rows if end_row is None else min(end_row, rows)
+            last_col = columns if end_col is None else min(end_col, columns)
+            try:
+                cost.check_serialization(kind, start_row, last_row, start_col, last_col, limits)
+            except OverLimit as exc:
+                return Refused(exc.reason, exc.message)
+            return None
+
+        self._dimensions_check = within
+
+    def _dimensions(
+        self, server_id: str, forward: Callable[[bytes], None]
+    ) -> tuple[int, int] | None:
+        """(rows, columns) of a view, asked of the engine by a request the client never sees."""
+        probe = (
+            varint_field(REQUEST_MSG_ID, PROBE_MSG_ID)
+            + string_field(REQUEST_ENTITY_ID, server_id)
+            + bytes_field(KIND_NUMBERS["view_dimensions"], b"")
+        )
         with self._lock:
-            self._probe_columns = None
+            self._probe_dimensions = None
             self._probing = True
         try:
             forward(probe)
         finally:
             with self._lock:
-                columns, self._probe_columns = self._probe_columns, None
+                dimensions, self._probe_dimensions = self._probe_dimensions, None
                 self._probing = False
-        # The engine loops forever on a flat view when start is past the last column,
-        # and divides by zero on a grouped view without columns.
-        first = start or 0
-        if columns is None or columns == 0 or first > min(columns, columns if end is None else end):
-            return self._refuse(
-                request,
-                Refused(
-                    BAD_ARGUMENT,
-                    f"columns {first}..{'' if end is None else end} are not a range of this "
-                    f"view's {columns or 0} columns",
-                ),
-            )
-        return ALLOW
+        return dimensions
 
-    def _authorise(self, frame: bytes, request: Request) -> None:
+    def _authorise(self, frame: bytes, request: Request, cells: int) -> bytes | None:
+        """Check access; the frame to forward if it must change (view ids), else None."""
         assert request.number is not None and request.body is not None
         kind = KINDS[request.number]
         name = request.entity_id
         if kind.scope == TABLE:
             self._check_table(name)
+            if kind.name == "table_delete":
+                raise Refused(
+                    TABLE_DELETE,
+                    f"table {name!r} is hosted by the server: clients cannot delete tables",
+                )
             if kind.writes and name not in self.policy.editable:
                 raise Refused(
                     READ_ONLY,
                     f"table {name!r} is read-only: {kind.verb} requests are refused",
                 )
             if kind.name == "table_make_view":
-                self._make_view(frame, request)
-            elif kind.name == "table_on_delete":
+                return self._make_view(frame, request, cells)
+            if kind.name == "table_on_delete":
                 self._session_callback()
         elif kind.scope == NEW_TABLE:
-            if name not in self.policy.editable:
-                raise Refused(
-                    MAKE_TABLE,
-                    f"cannot host a new table {name!r}: clients may only re-create "
-                    "tables the configuration marks editable",
-                )
-            self._check_table(name)
+            raise Refused(
+                MAKE_TABLE,
+                f"cannot host a new table {name!r}: clients read the tables the server hosts",
+            )
         elif kind.scope == VIEW:
             with self._lock:
-                callbacks = self.views.get(name)
-                if callbacks is None:
+                view = self.views.get(name)
+                if view is None:
+                    self._dimensions_check = None
                     raise Refused(UNKNOWN_VIEW, f"no view {name!r} in this session")
                 if kind.name in ("view_on_update", "view_on_delete"):
-                    if callbacks >= MAX_CALLBACKS_PER_VIEW:
+                    if view.callbacks >= MAX_CALLBACKS_PER_VIEW:
                         raise Refused(
                             TOO_MANY_CALLBACKS,
-                            f"view {name!r} already has {callbacks} callbacks",
+                            f"view {name!r} already has {view.callbacks} callbacks",
                         )
-                    self.views[name] = callbacks + 1
+                    view.callbacks += 1
                 elif kind.name == "view_delete":
-                    self._forget_view(name)
+                    self._forget_view(name, keep_name_until=request.msg_id)
+            request.view = view
+            return request_for_engine(
+                frame, request.msg_id or 0, view.server_id, request.body.start, request.body.end
+            )
         elif kind.name == "get_hosted_tables":
             subscribe = any(
                 f.number == GET_HOSTED_SUBSCRIBE and f.wire_type == VARINT and f.value
@@ -464,6 +620,14 @@ class SessionGuard:
             )
             if subscribe:
                 self._session_callback()
+        return None
+
+    def _undo(self, request: Request) -> None:
+        """A request refused after authorisation (on the engine's answer) changes nothing."""
+        assert request.number is not None
+        if KINDS[request.number].name in ("view_on_update", "view_on_delete") and request.view:
+            with self._lock:
+                request.view.callbacks -= 1
 
     def _check_table(self, name: str) -> None:
         if name not in self.policy.tables:
@@ -476,7 +640,7 @@ class SessionGuard:
             raise Refused(TOO_MANY_CALLBACKS, "too many callbacks registered in this session")
         self._session_callbacks += 1
 
-    def _make_view(self, frame: bytes, request: Request) -> None:
+    def _make_view(self, frame: bytes, request: Request, cells: int) -> bytes:
         assert request.body is not None
         view_id = None
         body = frame[request.body.value : request.body.end]
@@ -500,14 +664,29 @@ class SessionGuard:
                     f"this session already has {len(self.views)} live views, the most "
                     "allowed; delete some first",
                 )
-            self.views[view_id] = 0
+            view = SessionView(view_id, server_view_name(), request.entity_id, cells)
+            self.views[view_id] = view
+            self._by_server_id[view.server_id] = view_id
             self._pending_views[request.msg_id] = view_id
             if self.views_gauge is not None:
                 self.views_gauge.inc()
+        body = make_view_body(body, view.server_id)
+        return (
+            (varint_field(REQUEST_MSG_ID, request.msg_id) if request.msg_id else b"")
+            + string_field(REQUEST_ENTITY_ID, request.entity_id)
+            + bytes_field(request.number or 0, body)
+        )
 
-    def _forget_view(self, view_id: str) -> None:
-        """Drop a view (lock held)."""
-        if self.views.pop(view_id, None) is not None and self.views_gauge is not None:
+    def _forget_view(self, view_id: str, keep_name_until: int | None = None) -> None:
+        """Drop a view (lock held); its server name is kept until ``keep_name_until`` answers."""
+        view = self.views.pop(view_id, None)
+        if view is None:
+            return
+        if keep_name_until is not None:
+            self._pending_deletes[keep_name_until] = view.server_id
+        else:
+            self._by_server_id.pop(view.server_id, None)
+        if self.views_gauge is not None:
             self.views_gauge.dec()
 
     def _refuse(self, request: Request, refusal: Refused) -> Verdict:
@@ -535,28 +714,37 @@ class SessionGuard:
         return deliver
 
     def outgoing(self, frame: bytes) -> bytes | None:
-        """A response on its way to the client: note failed views, hide forbidden tables.
+        """A response on its way to the client: client's view names, failed views, hidden tables.
 
         None for the answer to the guard's own probe, which the client never sees.
         """
-        if not self._pending_views and not self.restricted and not self._probing:
-            return frame
         try:
-            msg_id, kind = _response_head(frame)
+            msg_id, entity_id, kind = _response_head(frame)
         except WireError:
             return frame
         if msg_id == PROBE_MSG_ID and self._probing:
-            columns = None
+            dimensions = None
             if kind == RESPONSE_VIEW_DIMENSIONS:
+                rows = _dimension(frame, DIMENSIONS_VIEW_ROWS)
                 columns = _dimension(frame, DIMENSIONS_VIEW_COLUMNS)
+                if rows is not None and columns is not None:
+                    dimensions = (rows, columns)
             with self._lock:
-                self._probe_columns = columns
+                self._probe_dimensions = dimensions
             return None
-        if msg_id is not None and self._pending_views:
-            with self._lock:
-                view_id = self._pending_views.pop(msg_id, None)
-                if view_id is not None and kind == RESPONSE_SERVER_ERROR:
-                    self._forget_view(view_id)
+        client_entity = new_view = None
+        with self._lock:
+            if msg_id is not None and msg_id in self._pending_views:
+                new_view = self._pending_views.pop(msg_id)
+                if kind == RESPONSE_SERVER_ERROR:
+                    self._forget_view(new_view)
+                    new_view = None
+            if entity_id:
+                client_entity = self._by_server_id.get(entity_id)
+            if msg_id is not None and msg_id in self._pending_deletes:
+                self._by_server_id.pop(self._pending_deletes.pop(msg_id), None)
+        if client_entity is not None or new_view is not None:
+            frame = response_for_client(frame, client_entity, new_view)
         if self.restricted and kind == RESPONSE_HOSTED_TABLES:
             return self._filter_hosted_tables(frame)
         return frame
@@ -587,7 +775,37 @@ class SessionGuard:
             if self.views_gauge is not None and self.views:
                 self.views_gauge.dec(len(self.views))
             self.views.clear()
+            self._by_server_id.clear()
             self._pending_views.clear()
+            self._pending_deletes.clear()
+
+
+def _column_range_check(start: int | None, end: int | None) -> DimensionsCheck:
+    def within(_rows: int, columns: int) -> Refused | None:
+        # The engine loops forever on a flat view when start is past the last column,
+        # and divides by zero on a grouped view without columns.
+        first = start or 0
+        if columns == 0 or first > min(columns, columns if end is None else end):
+            return Refused(
+                BAD_ARGUMENT,
+                f"columns {first}..{'' if end is None else end} are not a range of this "
+                f"view's {columns} columns",
+            )
+        return None
+
+    return within
+
+
+def _map_entry(entry: bytes) -> tuple[str, str]:
+    """(key, value) of a map<string, string> entry the schema validator accepted."""
+    key = value = ""
+    for part in fields(entry):
+        text = entry[part.value : part.end].decode("utf-8")
+        if part.number == 1:
+            key = text
+        elif part.number == 2:
+            value = text
+    return key, value
 
 
 def _fields_of(payload: bytes, field: Field) -> list[Field]:
@@ -641,15 +859,18 @@ def _read_msg_id(frame: bytes, request: Request) -> None:
         request.msg_id = 0
 
 
-def _response_head(frame: bytes) -> tuple[int | None, int | None]:
-    """(msg_id, field number of the response kind) of a Response."""
+def _response_head(frame: bytes) -> tuple[int | None, str, int | None]:
+    """(msg_id, entity_id, field number of the response kind) of a Response."""
     msg_id = kind = None
+    entity_id = ""
     for field in fields(frame):
         if field.number == RESPONSE_MSG_ID and field.wire_type == VARINT:
             msg_id = field.value
+        elif field.number == RESPONSE_ENTITY_ID and field.wire_type == LENGTH_DELIMITED:
+            entity_id = utf8(frame, field)
         elif field.number not in (RESPONSE_MSG_ID, RESPONSE_ENTITY_ID):
             kind = field.number
-    return msg_id, kind
+    return msg_id, entity_id, kind
 
 
 def _hosted_table_name(entry: bytes) -> str | None:

@@ -32,6 +32,7 @@ from tornado.websocket import WebSocketHandler
 
 from service.metrics import Metrics
 from service.security.auth import ANONYMOUS, Authenticator, AuthError, Principal
+from service.security.cost import CostLimits, TableFacts
 from service.security.guard import REASONS, GuardPolicy, SessionGuard
 
 log = logging.getLogger(__name__)
@@ -236,11 +237,14 @@ class Gate:
 
     # -- websocket sessions ---------------------------------------------------------
 
-    def guard_for(self, policy: GuardPolicy, principal: Principal | None) -> SessionGuard:
+    def guard_for(
+        self, policy: GuardPolicy, principal: Principal | None, facts: TableFacts | None = None
+    ) -> SessionGuard:
         return SessionGuard(
             policy,
             can_read=self.auth.table_filter(principal or ANONYMOUS),
             views_gauge=self.metrics.websocket_views,
+            facts=facts,
         )
 
 
@@ -381,9 +385,12 @@ def table_in_path(_handler: RequestHandler, path_args: tuple[str, ...]) -> list[
 
 
 def security_for(
-    config: Any, metrics: Metrics
+    config: Any, metrics: Metrics, facts: TableFacts | None = None
 ) -> tuple[Gate, Callable[[Any], SessionGuard], TablesOf]:
-    """The gate, the websocket guard factory and the dashboard-tables rule for a config."""
+    """The gate, the websocket guard factory and the dashboard-tables rule for a config.
+
+    ``facts`` (the table host) lets the guard price views before the engine builds them.
+    """
     server = config.server
     sessions = SessionSlots(
         server.max_websocket_sessions, server.max_websocket_sessions_per_address
@@ -395,12 +402,20 @@ def security_for(
         max_views=config.server.max_views_per_session,
         max_request_bytes=config.server.max_request_bytes,
         max_rejected=config.server.max_rejected_requests,
+        costs=CostLimits(
+            max_expressions_per_view=config.server.max_expressions_per_view,
+            max_expression_length=config.server.max_expression_length,
+            max_pivot_columns=config.server.max_pivot_columns,
+            max_view_cells=config.server.max_view_cells,
+            max_session_cells=config.server.max_session_cells,
+            max_serialized_cells=config.server.max_serialized_cells,
+        ),
     )
     for reason in (*REASONS, *SESSION_REASONS):
         metrics.websocket_rejected.labels(reason)
 
     def make_guard(handler: Any) -> SessionGuard:
-        return gate.guard_for(policy, getattr(handler, "principal", None))
+        return gate.guard_for(policy, getattr(handler, "principal", None), facts)
 
     def dashboard_tables(_handler: RequestHandler, path_args: tuple[str, ...]) -> list[str]:
         dashboard = config.dashboards.get(path_args[0]) if path_args else None

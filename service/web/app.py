@@ -56,13 +56,20 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
     pages = {"state": state, "assets_ok": assets is not None}
     common = {"state": state}
     # Authentication, origins and the read-only guard: service/security.
-    gate, make_guard, dashboard_tables = security_for(state.config, state.metrics)
+    gate, make_guard, dashboard_tables = security_for(state.config, state.metrics, state.host)
+    server = state.config.server
     socket_options = {
         "metrics": state.metrics,
         "sessions": sessions,
-        "max_buffer_bytes": state.config.server.max_client_buffer_bytes,
+        "max_buffer_bytes": server.max_client_buffer_bytes,
     }
-    server = state.config.server
+    engine_options = {
+        "workers": state.host.workers,
+        "max_requests_per_second": server.max_requests_per_second,
+        "max_pending_requests": server.max_pending_requests,
+        # Requests waiting are held in memory: a few of the largest allowed, in all.
+        "max_pending_bytes": 4 * server.max_request_bytes,
+    }
     routes: list[Any] = [
         (r"/", protect(IndexPage, gate), pages),
         (r"/tables/([^/]+)", protect(TablePage, gate, table_in_path), pages),
@@ -70,12 +77,23 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         (
             r"/websocket",
             protect(with_safe_errors(PerspectiveWebSocket), gate),
-            {"server": state.host.server, "make_guard": make_guard, **socket_options},
+            {
+                "server": state.host.server,
+                "make_guard": make_guard,
+                **engine_options,
+                **socket_options,
+            },
         ),
         (
             r"/replicate/([^/]+)",
             protect(with_safe_errors(ReplicateWebSocket), gate, table_in_path),
-            {"replicator": state.replicator, "tables": state.config.tables, **socket_options},
+            {
+                "replicator": state.replicator,
+                "tables": state.config.tables,
+                "workers": state.host.workers,
+                "max_snapshot_bytes": server.max_snapshot_bytes,
+                **socket_options,
+            },
         ),
         (r"/api/tables", protect(TablesApi, gate), common),
         (r"/healthz", Healthz, common),

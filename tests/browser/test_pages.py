@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -150,3 +152,58 @@ def test_the_index_lists_tables_and_dashboards(kafka, topic_name, run_service, n
     expect(page.locator("tr[data-table='t'] .pill")).to_have_text("live", timeout=20000)
     expect(page.get_by_role("link", name="My desk")).to_be_visible()
     new_page.screenshot(page, "index")
+
+
+def test_a_server_mode_dashboard_under_a_live_stream_stays_within_the_limits(
+    kafka, topic_name, run_service, new_page
+):
+    """Grid, pivot and chart query the server at the pace of updates: nothing is refused."""
+    kafka.create_topic(topic_name, partitions=2)
+
+    def records(start: int, stop: int):
+        for i in range(start, stop):
+            key = f"k{i % 20_000}"
+            record = {"id": key, "sym": "ABCDEFGH"[i % 8], "px": i / 3, "qty": i}
+            yield (i % 2, key.encode(), json_bytes(record))
+
+    produce(kafka.bootstrap, topic_name, records(0, 20_000))
+    config = _config(kafka, topic_name, index="id")
+    config["dashboards"] = {
+        "desk": {
+            "panels": [
+                {"table": "t", "viewer": {"plugin": "Datagrid", "sort": [["qty", "desc"]]}},
+                {
+                    "table": "t",
+                    "viewer": {"plugin": "Datagrid", "group_by": ["sym"], "split_by": ["sym"]},
+                },
+                {
+                    "table": "t",
+                    "viewer": {"plugin": "Y Bar", "group_by": ["sym"], "columns": ["qty"]},
+                },
+            ],
+        }
+    }
+    service = run_service(config)
+    page = new_page(f"{service.url}/dashboards/desk?mode=server")
+    page.wait_for_function(LIVE, timeout=30000)
+    expect(_grid(page).first).to_be_visible(timeout=20000)
+    chart = page.locator("perspective-viewer-d3fc-ybar")
+    expect(chart.locator("svg path").nth(8)).to_be_attached(timeout=20000)
+    # A stream of updates: every viewer re-queries the server after each one.
+    sample = service.service.metrics.registry.get_sample_value
+    requests_before, started = sample("livetables_websocket_requests_total"), time.monotonic()
+    for start in range(20_000, 60_000, 4000):
+        produce(kafka.bootstrap, topic_name, records(start, start + 4000))
+    expect(_grid(page).first.get_by_text("59,999", exact=True)).to_be_visible(timeout=30000)
+    requests = sample("livetables_websocket_requests_total") - requests_before
+    print(f"server-mode dashboard: {requests / (time.monotonic() - started):.0f} requests/s")
+    refusals = {
+        sample.labels["reason"]: sample.value
+        for family in service.service.metrics.registry.collect()
+        if family.name == "livetables_websocket_rejected_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.value
+    }
+    assert refusals == {}, refusals
+    assert sample("livetables_websocket_sessions") == 1
+    new_page.screenshot(page, "server-dashboard")

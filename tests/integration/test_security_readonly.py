@@ -97,19 +97,26 @@ def test_remote_writes_are_refused_and_tables_stay_byte_for_byte_intact(tables):
     errors = asyncio.run(scenario())
     for name in read_only:
         assert len(errors[name]) == len(WRITES), errors[name]
-        for message in errors[name]:
+        *writes, delete = errors[name]
+        for message in writes:
             assert f"table {name!r} is read-only" in message, message
+        assert f"table {name!r} is hosted by the server" in delete, delete
         assert _arrow(service, name) == before[name], f"{name} is not byte-for-byte intact"
     assert "cannot host a new table 'evil'" in errors["new:evil"][0]
     assert "cannot host a new table 'quotes'" in errors["new:quotes"][0]
     assert service.metric(
         "livetables_websocket_rejected_requests_total", reason="read_only"
-    ) == len(read_only) * len(WRITES)
+    ) == len(read_only) * (len(WRITES) - 1)
+    assert service.metric(
+        "livetables_websocket_rejected_requests_total", reason="table_delete"
+    ) == len(read_only)
     assert service.metric("livetables_websocket_rejected_requests_total", reason="make_table") == 2
     assert service.size("log") == 2000 and service.size("quotes") == 300
 
 
-def test_an_editable_table_accepts_remote_writes(tables):
+def test_an_editable_table_accepts_remote_writes_but_stays_hosted_and_fed(
+    tables, kafka, topic_name
+):
     service = tables
 
     async def scenario() -> None:
@@ -123,16 +130,23 @@ def test_an_editable_table_accepts_remote_writes(tables):
         assert await scratch.size() == 1
         await scratch.clear()
         assert await scratch.size() == 0
-        await scratch.delete()
-        assert "scratch" not in await remote.client.get_hosted_table_names()
-        # Its configured name may be hosted again; no other name may.
-        again = await remote.client.table(SCHEMA, name="scratch", index="id")
-        await again.update([{"id": "back", "sym": "B", "px": 3.0, "qty": 3}])
-        assert await again.size() == 1
+        # Deleting it would leave ingestion feeding a table no one can see, and a table
+        # re-created under its name would not be fed: both are refused.
+        with pytest.raises(perspective.PerspectiveError, match="cannot delete tables"):
+            await scratch.delete()
+        with pytest.raises(perspective.PerspectiveError, match="cannot host a new table"):
+            await remote.client.table(SCHEMA, name="scratch", index="id")
+        assert "scratch" in await remote.client.get_hosted_table_names()
+        await scratch.update([{"id": "back", "sym": "B", "px": 3.0, "qty": 3}])
+        assert await scratch.size() == 1
         await remote.close()
 
     asyncio.run(scenario())
     assert service.metric("livetables_websocket_rejected_requests_total", reason="read_only") == 0
+    assert service.metric("livetables_websocket_rejected_requests_total", reason="table_delete")
+    # Kafka still feeds the table clients see.
+    produce(kafka.bootstrap, topic_name, ((0, b"k9999", json_bytes({"id": "k9999"})),))
+    wait_until(lambda: "k9999" in service.columns("scratch")["id"], what="the record ingested")
 
 
 def test_a_thousand_sessions_leave_no_session_and_no_view_behind(tables):

@@ -1,5 +1,5 @@
 """One replica whose feed fails never costs the others their frames (real Replicator and
-tables; the subscribers are plain objects with the one method the protocol asks for)."""
+tables; the subscribers are plain objects with the methods the protocol asks for)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,18 @@ class Listening:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
 
+    def deliver_snapshot(self, frame: bytes) -> bool:
+        return True
+
     def deliver(self, frames: list[bytes]) -> None:
         self.frames.extend(frames)
 
 
 class Broken:
     """A subscriber whose delivery raises, as one on a closed event loop does."""
+
+    def deliver_snapshot(self, frame: bytes) -> bool:
+        return True
 
     def deliver(self, frames: list[bytes]) -> None:
         raise RuntimeError("Event loop is closed")

@@ -140,14 +140,18 @@ def test_writes_to_a_read_only_table_are_refused_and_the_table_is_untouched(oper
     assert len(refused) == 1
     if operation == "new_table":
         assert refused[0].reason == "make_table" and "'mine'" in errors[0]
+    elif operation == "delete":
+        assert refused[0].reason == "table_delete"
+        assert "cannot delete tables" in errors[0], errors[0]
     else:
         assert refused[0].reason == "read_only"
         assert "'quotes' is read-only" in errors[0], errors[0]
     assert h.contents() == before
 
 
-def test_an_editable_table_takes_every_write():
+def test_an_editable_table_takes_every_write_but_is_never_deleted_or_replaced():
     h = Harness()
+    errors: list[str] = []
 
     async def scenario(client):
         scratch = await client.open_table("scratch")
@@ -156,14 +160,19 @@ def test_an_editable_table_takes_every_write():
         assert await scratch.size() == 1
         await scratch.clear()
         assert await scratch.size() == 0
-        await scratch.delete()
-        # Deleted: a client may host it again, under its configured name only.
-        again = await client.table({"x": "integer"}, name="scratch")
-        await again.update([{"x": 5}])
-        assert await again.size() == 1
+        # Deleting it would leave its Kafka feed pointing at nothing; so would hosting a
+        # table of the same name. Both are refused, and the table goes on taking writes.
+        for attempt in (scratch.delete(), client.table({"x": "integer"}, name="scratch")):
+            try:
+                await attempt
+            except perspective.PerspectiveError as exc:
+                errors.append(str(exc))
+        await scratch.update([{"x": 5}])
+        assert await scratch.size() == 1
 
     h.run(scenario)
-    assert all(v.allowed for v in h.verdicts), [v.reason for v in h.verdicts]
+    assert [v.reason for v in h.verdicts if not v.allowed] == ["table_delete", "make_table"]
+    assert "'scratch'" in errors[0] and "'scratch'" in errors[1]
 
 
 def test_views_are_limited_per_session_and_failed_views_do_not_count():
