@@ -7,7 +7,10 @@ IOLoop. The queue is bounded: a consumer waits when the applier is behind.
 
 When the applier falls behind, the batches waiting for an append or
 rolling-window table are concatenated into one update (conflation): fewer,
-larger updates are cheaper than many small ones.
+larger updates are cheaper than many small ones (up to ~200k rows, measured).
+A rolling-window table keeps only its last ``limit`` rows, so the batches
+waiting for it are merged without that cap and cut to their last ``limit``
+rows: rows the table would evict at once are never applied, nor replicated.
 
 If anything fails on this thread (other than an update the engine refuses,
 which the writer counts), it restarts with backoff
@@ -61,11 +64,13 @@ class Applier:
         progress: dict[str, TableProgress],
         metrics: Metrics,
         append_tables: frozenset[str],
+        limits: dict[str, int] | None = None,
     ) -> None:
         self.writer = writer
         self.progress = progress
         self.metrics = metrics
         self.append_tables = append_tables  # tables whose consecutive batches may be merged
+        self.limits = dict(limits or {})  # rolling-window tables: table -> limit
         self._queue: queue.Queue[Work | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="applier", daemon=True)
@@ -189,37 +194,48 @@ class Applier:
 
     def _conflated(self, pending: list[Work]) -> list[Work]:
         try:
-            return conflate(pending, self.append_tables)
+            return conflate(pending, self.append_tables, self.limits)
         except Exception:  # merging is an optimisation: apply them one by one instead
             log.exception("conflating %d batches failed; applying them one by one", len(pending))
             return pending
 
 
-def conflate(pending: list[Work], append_tables: frozenset[str]) -> list[Work]:
+def conflate(
+    pending: list[Work], append_tables: frozenset[str], limits: dict[str, int] | None = None
+) -> list[Work]:
     """Consecutive batches of the same append or rolling-window table merged into one."""
+    limits = limits or {}
     out: list[Work] = []
     for work in pending:
         previous = out[-1] if out else None
+        limit = limits.get(work.table)
         if (
             previous is not None
             and previous.table == work.table
             and work.table in append_tables
-            and previous.batch.row_count + work.batch.row_count <= CONFLATE_MAX_ROWS
+            and (
+                limit is not None
+                or previous.batch.row_count + work.batch.row_count <= CONFLATE_MAX_ROWS
+            )
         ):
-            out[-1] = _merge(previous, work)
+            out[-1] = _merge(previous, work, limit)
         else:
             out.append(work)
     return out
 
 
-def _merge(a: Work, b: Work) -> Work:
+def _merge(a: Work, b: Work, limit: int | None = None) -> Work:
+    """Two batches as one; with a ``limit``, only the last ``limit`` rows are kept."""
     rows = [r for r in (a.batch.rows, b.batch.rows) if r is not None]
     stamps = [s for s in (a.batch.timestamps_ms, b.batch.timestamps_ms) if s is not None]
     positions = dict(a.positions)
     for tp, offset in b.positions.items():
         positions[tp] = max(offset, positions.get(tp, -1))
+    merged_rows = pa.concat_tables(rows) if len(rows) > 1 else (rows[0] if rows else None)
+    if limit is not None and merged_rows is not None and merged_rows.num_rows > limit:
+        merged_rows = merged_rows.slice(merged_rows.num_rows - limit)
     merged = DecodedBatch(
-        rows=pa.concat_tables(rows) if len(rows) > 1 else (rows[0] if rows else None),
+        rows=merged_rows,
         records=a.batch.records + b.batch.records,
         timestamps_ms=pa.concat_arrays(stamps)
         if len(stamps) > 1

@@ -42,8 +42,9 @@ class Ingestor:
         self.dead_letters = DeadLetters(config, metrics)
         self.report = BadRecordReport(metrics)
         append_tables = frozenset(n for n, t in config.tables.items() if t.index is None)
+        limits = {n: t.limit for n, t in config.tables.items() if t.limit is not None}
         writer = TableWriter(host, self.replicator, metrics)
-        self.applier = Applier(writer, self.progress, metrics, append_tables)
+        self.applier = Applier(writer, self.progress, metrics, append_tables, limits)
         self.sources = [self._source(name) for name in config.tables]
 
     def _source(self, name: str) -> KafkaSource:
