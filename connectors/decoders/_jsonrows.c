@@ -10,7 +10,7 @@
  * (explicit schema, unknown fields ignored) turns into exactly the same values: strict JSON,
  * one object per value, integers for integer columns, numbers for float columns, true/false
  * for boolean columns, strings (valid UTF-8) for string columns, numbers for datetime columns
- * (epochs, scaled by the caller as pyarrow's numeric path does), null anywhere. On anything
+ * (epochs, scaled to milliseconds as the pyarrow path scales them), null anywhere. On anything
  * else (a malformed record, a type mismatch, an escaped key, a duplicate field, NaN, a
  * number that needs more than the exact fast conversion and strtod, invalid UTF-8) it
  * returns None for the whole batch, and the caller parses the batch with pyarrow, which
@@ -30,8 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* KIND_EPOCH: a datetime column's epoch numbers, read like a float (the caller scales them);
- * its ISO 8601 strings are left to pyarrow. */
+/* KIND_EPOCH: a datetime column's epoch numbers, as int64 milliseconds (epoch_to_ms); its
+ * ISO 8601 strings are left to pyarrow. */
 enum kind { KIND_INT = 0, KIND_FLOAT = 1, KIND_BOOL = 2, KIND_STRING = 3, KIND_EPOCH = 4 };
 
 #define MAX_COLUMNS 256
@@ -315,6 +315,18 @@ static int number_to_double(const Number *n, double *out) {
     return 1;
 }
 
+/* An epoch number in s, ms, us or ns (told apart by magnitude) as milliseconds: the same
+ * double operations, floor and range check as connectors/decoders/columns.py's
+ * epoch_to_timestamp_ms (float64 multiply, floor, safe cast to int64). */
+static int epoch_to_ms(double v, int64_t *out) {
+    double m = fabs(v);
+    double scale = m < 1e11 ? 1000.0 : m < 1e14 ? 1.0 : m < 1e17 ? 1e-3 : 1e-6;
+    double ms = floor(v * scale);
+    if (!(ms >= -9223372036854775808.0 && ms < 9223372036854775808.0)) return 0;
+    *out = (int64_t)ms;
+    return 1;
+}
+
 static int match_literal(Cursor *c, const char *word, size_t len) {
     if ((size_t)(c->end - c->p) < len || memcmp(c->p, word, len) != 0) return 0;
     c->p += len;
@@ -385,12 +397,20 @@ static int read_field(Cursor *c, Column *col, Py_ssize_t row) {
             ((int64_t *)col->data)[row] = v;
             break;
         }
-        case KIND_FLOAT:
-        case KIND_EPOCH: {
+        case KIND_FLOAT: {
             Number n;
             double v;
             if (!scan_number(c, &n) || !number_to_double(&n, &v)) return 0;
             ((double *)col->data)[row] = v;
+            break;
+        }
+        case KIND_EPOCH: {
+            Number n;
+            double v;
+            if (!scan_number(c, &n) || !number_to_double(&n, &v)) return 0;
+            int64_t ms;
+            if (!epoch_to_ms(v, &ms)) return 0;
+            ((int64_t *)col->data)[row] = ms;
             break;
         }
         case KIND_BOOL:
@@ -504,7 +524,7 @@ static PyObject *new_zeroed_bytes(Py_ssize_t size) {
  * ``offsets``: count + 1 int64 byte offsets of the values in ``data`` (an Arrow
  * large_binary array's buffers, the array's own offset already applied). ``columns``:
  * [(name: bytes, kind: int)], kind 0 integer, 1 float, 2 boolean, 3 string, 4 epoch
- * number (as float). Returns, per
+ * number (as int64 milliseconds). Returns, per
  * column, (validity bitmap bytes, data bytes, offsets bytes or None, null count), or None
  * when the batch is not for the fast path.
  */

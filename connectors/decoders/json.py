@@ -50,7 +50,6 @@ _MAX_BLOCK_BYTES = 1 << 30
 # Column types the fast path writes, and its code for each (datetime: epoch numbers only).
 _FAST_KINDS = {pa.int64(): 0, pa.float64(): 1, pa.bool_(): 2, pa.string(): 3}
 _FAST_EPOCH = 4
-_FLOAT_BUFFERS = pa.float64()
 # What a parse of bad records raises: the batch is split until they stand alone.
 _PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, UnicodeDecodeError)
 
@@ -98,11 +97,8 @@ class JsonDecoder(Decoder):
             if string_offsets is not None:
                 buffers.append(pa.py_buffer(string_offsets))
             buffers.append(pa.py_buffer(column))
-            if f.name in self._datetime_columns:  # epoch numbers, as the numeric parse reads them
-                numbers = pa.Array.from_buffers(_FLOAT_BUFFERS, count, buffers, null_count=nulls)
-                arrays.append(epoch_to_timestamp_ms(numbers))
-            else:
-                arrays.append(pa.Array.from_buffers(f.type, count, buffers, null_count=nulls))
+            # A datetime column comes as int64 milliseconds: timestamp[ms] has that layout.
+            arrays.append(pa.Array.from_buffers(f.type, count, buffers, null_count=nulls))
         return pa.Table.from_arrays(arrays, schema=self.arrow_schema)
 
     def _parse_type(self, f: pa.Field) -> pa.DataType:
