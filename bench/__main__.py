@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from bench import baselines
 from bench import formats as bench_formats
-from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
+from bench.latency import LIVE_SCHEMA, ClientProcess, LiveProducer
 from bench.peers import CSP_PYTHON, run_csp_ingest
 from bench.records import SCHEMA, produce, value
 from bench.service import ServedLivetables
@@ -289,17 +289,18 @@ def latency(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
                 # Clients join first, then the stream starts: every client sees the same
                 # stream, and joining does not compete with it.
                 with (
-                    Clients(served.url.replace("http", "ws"), "t", audience, own_view) as clients,
+                    ClientProcess(
+                        served.url.replace("http", "ws"), "t", audience, own_view
+                    ) as clients,
                     LiveProducer(kafka.bootstrap, topic, sizes.live_rate),
                 ):
                     time.sleep(min(2.0, sizes.latency_seconds))  # warm-up: not measured
-                    clients.recording = True
+                    clients.record()
                     cpu_before, started = served.cpu_seconds(), time.perf_counter()
                     time.sleep(sizes.latency_seconds)
                     elapsed = time.perf_counter() - started
                     cpu = (served.cpu_seconds() - cpu_before) / elapsed
-                    clients.recording = False
-                    stats = clients.percentiles()
+                    stats = clients.results()
             results.add(
                 f"4 latency: {audience} clients, {kind}",
                 clients=audience,
