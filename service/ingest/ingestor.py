@@ -3,9 +3,12 @@
 Each table has a consumer thread (``connectors/kafka.py``) that hands whole
 batches to the table's pipeline (``pipeline.py``, the path of a batch top to
 bottom), which hands the decoded batches to the single applier thread
-(``applier.py``). No record and no bug may leave a table silently dead: a
-consumer that fails restarts by itself, so does the applier, and while either
-is down ``/healthz`` names it (:meth:`Ingestor.problems`).
+(``applier.py``). Two more threads change tables through the same writer:
+the deriver refreshes derived tables (``service/derived``) and the expirer
+removes rows past their retention (``service/retention``). No record and no
+bug may leave a table silently dead: a consumer that fails restarts by itself,
+so does the applier, and while any of these threads is down ``/healthz``
+names it (:meth:`Ingestor.problems`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from connectors.decoding import BatchDecoder
 from connectors.kafka import KafkaSource, consumer_properties
 from connectors.source import SourceCallbacks
 from service.config import LivetablesConfig, decode_spec
+from service.derived.deriver import Deriver, Progress
 from service.ingest.applier import Applier
 from service.ingest.pipeline import TablePipeline
 from service.ingest.progress import TableProgress
@@ -21,6 +25,8 @@ from service.ingest.reporting import BadRecordReport, DeadLetters
 from service.ingest.writer import TableWriter
 from service.metrics import Metrics
 from service.replication import Replicator
+from service.retention.book import RetentionBook
+from service.retention.expirer import Expirer
 from service.tables import TableHost
 
 
@@ -37,19 +43,25 @@ class Ingestor:
         self.config = config
         self.metrics = metrics
         self.replicator = replicator
-        self.progress = {name: TableProgress(name) for name in config.tables}
+        fed = [name for name, table in config.tables.items() if not table.derived]
+        self.fed = {name: TableProgress(name) for name in fed}
         self.dead_letters = DeadLetters(config, metrics)
         self.report = BadRecordReport(metrics)
-        append_tables = frozenset(n for n, t in config.tables.items() if t.index is None)
-        writer = TableWriter(host, self.replicator, metrics)
-        self.applier = Applier(writer, self.progress, metrics, append_tables)
-        self.sources = [self._source(name) for name in config.tables]
+        append_tables = frozenset(n for n in fed if config.tables[n].index is None)
+        self.writer = TableWriter(host, self.replicator, metrics, RetentionBook(config))
+        self.applier = Applier(self.writer, self.fed, metrics, append_tables)
+        self.sources = [self._source(name) for name in fed]
+        self.deriver = Deriver(config, host, self.writer, metrics, dict(self.fed))
+        # Every table's progress, in the configuration's order (/readyz, /api/tables).
+        every: dict[str, Progress] = {**self.fed, **self.deriver.progress}
+        self.progress = {name: every[name] for name in config.tables}
+        self.expirer = Expirer(self.writer, list(self.writer.retention.tables), metrics)
 
     def _source(self, name: str) -> KafkaSource:
         table = self.config.tables[name]
         decoder = BatchDecoder(decode_spec(table, self.config.kafka.schema_registry))
         pipeline = TablePipeline(name, table, decoder, self.dead_letters, self.report)
-        progress = self.progress[name]
+        progress = self.fed[name]
         metrics = self.metrics
 
         def on_batch(raw, positions) -> None:
@@ -82,6 +94,8 @@ class Ingestor:
 
     def start(self) -> None:
         self.applier.start()
+        self.deriver.start()
+        self.expirer.start()
         for source in self.sources:
             source.start()
 
@@ -90,14 +104,17 @@ class Ingestor:
         for source in self.sources:
             source.stop()
         self.applier.stop()
+        self.expirer.stop()
+        self.deriver.stop()  # deletes its views: before the host deletes the tables
         self.dead_letters.close()
 
     def problems(self) -> list[str]:
         """What /healthz reports: each thread that is dead, or down until its restart."""
-        out = []
-        applier = self.applier.problem()
-        if applier is not None:
-            out.append(applier)
+        out = [
+            problem
+            for problem in (self.applier.problem(), self.deriver.problem(), self.expirer.problem())
+            if problem is not None
+        ]
         for source in self.sources:
             failure = source.failure
             if not source.alive:
