@@ -31,6 +31,10 @@ CONTRACT = {
     "livetables_websocket_rejected_requests": ("counter", {"reason"}),
     "livetables_websocket_disconnects": ("counter", {"reason"}),
     "livetables_build_info": ("gauge", {"version"}),
+    "livetables_derived_refresh_seconds": ("histogram", {"table"}),
+    "livetables_derived_refresh_failures": ("counter", {"table"}),
+    "livetables_rows_expired": ("counter", {"table"}),
+    "livetables_expiry_failures": ("counter", {"table"}),
 }
 
 
@@ -74,7 +78,8 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
             "kafka": {"bootstrap_servers": kafka.bootstrap},
             "tables": {
                 "quotes": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
-                "log": {"topic": topic_name, "schema": SCHEMA, "limit": 100},
+                "log": {"topic": topic_name, "schema": SCHEMA, "limit": 100, "retention": "1h"},
+                "by_sym": {"from": "quotes", "view": {"group_by": ["sym"], "columns": ["qty"]}},
             },
         }
     )
@@ -115,6 +120,7 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
     assert service.metric("livetables_decode_errors_total", table="quotes", reason="invalid_json")
     assert service.metric("livetables_rows_applied_total", table="quotes", op="remove")
     assert service.metric("livetables_update_latency_seconds_count", table="quotes") > 0
+    assert service.metric("livetables_derived_refresh_seconds_count", table="by_sym") > 0
 
     def bounds(name: str) -> list[str]:
         samples = families[name].samples
