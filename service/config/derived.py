@@ -25,7 +25,7 @@ source, 1000-row updates):
   (exact up to 2^53) rather than silently wrapping around.
 
 Group keys: a table indexed on its single ``group_by`` column when that column
-is a string, integer, float or boolean; otherwise (several columns, or a date)
+is a string, integer or float; otherwise (several columns, a boolean or a date)
 on a synthetic string column :data:`KEY_COLUMN`, which clients see in the
 table's schema but pages leave out of their default columns.
 """
@@ -45,7 +45,7 @@ from service.config.base import Strict
 KEY_COLUMN = "__key__"
 
 #: Column types a derived table may be indexed on directly.
-SIMPLE_KEY_TYPES = frozenset({"string", "integer", "float", "boolean"})
+SIMPLE_KEY_TYPES = frozenset({"string", "integer", "float"})  # no boolean index in 4.3.0
 
 # What perspective 4.3.0 accepts per column type (tests/unit/test_derived_plan.py asks it).
 TEXT_AGGREGATES = frozenset(
