@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from bench import baselines
+from bench import derived as bench_derived
 from bench import formats as bench_formats
 from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
 from bench.peers import CSP_PYTHON, run_csp_ingest
@@ -34,6 +35,8 @@ from service.localkafka import LocalKafka
 HERE = Path(__file__).parent
 LOGS = HERE / "out"
 PARTITIONS = 4
+# Every benchmark client connects from one address: let the largest audience in.
+AUDIENCE_LIMITS = {"max_websocket_sessions_per_address": 1000}
 
 
 @dataclass
@@ -51,6 +54,10 @@ class Sizes:
     own_view_audiences: tuple[int, ...]
     live_rate: int
     decode_records: int
+    derived_source: int
+    derived_updates: int
+    retention_window_s: int
+    retention_seconds: int
 
 
 FULL = Sizes(
@@ -67,6 +74,10 @@ FULL = Sizes(
     own_view_audiences=(50,),
     live_rate=10_000,
     decode_records=100_000,
+    derived_source=1_000_000,
+    derived_updates=20,
+    retention_window_s=30,
+    retention_seconds=180,
 )
 SMOKE = Sizes(
     append=20_000,
@@ -82,6 +93,10 @@ SMOKE = Sizes(
     own_view_audiences=(2,),
     live_rate=500,
     decode_records=2_000,
+    derived_source=5_000,
+    derived_updates=3,
+    retention_window_s=1,
+    retention_seconds=3,
 )
 
 
@@ -284,7 +299,9 @@ def latency(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
             tables = {
                 "t": {"topic": topic, "schema": LIVE_SCHEMA, "limit": 100_000, "start": "latest"}
             }
-            with ServedLivetables(kafka.bootstrap, tables, log_dir=LOGS) as served:
+            with ServedLivetables(
+                kafka.bootstrap, tables, log_dir=LOGS, server=AUDIENCE_LIMITS
+            ) as served:
                 served.wait_ready(120)
                 # Clients join first, then the stream starts: every client sees the same
                 # stream, and joining does not compete with it.
@@ -317,6 +334,9 @@ GROUPS = {
     "4": "4. Update latency under load (Kafka record timestamp to client callback)",
     "5": "5. Memory",
     "6": "6. Decode throughput per format (the batch decoders alone, one thread, no broker)",
+    "7": "7. Derived tables: what the source pays (engine only, 1000-row updates)",
+    "8": "8. Derived tables: replicated viewers (record timestamp to client, refresh 250 ms)",
+    "9": "9. Retention: rows and resident memory under a steady stream, window full",
 }
 
 
@@ -369,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny inputs: checks the suite runs")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")
     parser.add_argument(
-        "--only", choices=["ingest", "replay", "latency", "formats"], action="append"
+        "--only",
+        choices=["ingest", "replay", "latency", "formats", "derived"],
+        action="append",
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -385,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             progress("starting a local Kafka broker")
             kafka.start()
         try:
-            scenarios = args.only or ["ingest", "replay", "latency", "formats"]
+            scenarios = args.only or ["ingest", "replay", "latency", "formats", "derived"]
             if "ingest" in scenarios:
                 ingest(kafka, sizes, results)
             if "replay" in scenarios:
@@ -394,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
                 latency(kafka, sizes, results)
             if "formats" in scenarios:
                 decode_formats(sizes, results)
+            if "derived" in scenarios:
+                bench_derived.source_update_cost(
+                    sizes.derived_source, sizes.derived_updates, results
+                )
+                bench_derived.replicated_viewers(kafka, sizes, results, new_topic)
+                bench_derived.retention_memory(kafka, sizes, results, new_topic)
         finally:
             if not args.bootstrap:
                 kafka.stop()

@@ -38,13 +38,19 @@ def _get(url: str) -> tuple[int, str]:
 class ServedLivetables:
     """A ``livetables serve`` process with one config; a context manager."""
 
-    def __init__(self, bootstrap: str, tables: dict, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        tables: dict,
+        log_dir: Path | None = None,
+        server: dict | None = None,
+    ) -> None:
         self.port = free_port()
         self.workdir = tempfile.TemporaryDirectory(prefix="livetables-bench-")
         self.config_path = Path(self.workdir.name) / "bench.yaml"
         config = {
             "kafka": {"bootstrap_servers": bootstrap},
-            "server": {"host": "127.0.0.1", "port": self.port},
+            "server": {"host": "127.0.0.1", "port": self.port, **(server or {})},
             "tables": tables,
         }
         self.config_path.write_text(yaml.safe_dump(config))
