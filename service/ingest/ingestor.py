@@ -112,8 +112,8 @@ class Ingestor:
             self.snapshots.start(self.sources)  # each source starts once its table is restored
             return
         for source in self.sources:
-            source.start()
             self.metrics.table_started(source.name, "replay")
+            source.start()
 
     def stop(self) -> None:
         self.applier.close_intake()
