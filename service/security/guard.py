@@ -42,6 +42,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from service.config import LivetablesConfig
 from service.security import cost, schema
 from service.security.cost import CostLimits, OverLimit, TableFacts
 from service.security.views import (
@@ -212,6 +213,25 @@ class GuardPolicy:
     max_request_bytes: int = 1024 * 1024
     max_rejected: int = 100
     costs: CostLimits = dataclasses.field(default_factory=CostLimits)
+
+    @classmethod
+    def from_config(cls, config: LivetablesConfig) -> GuardPolicy:
+        server = config.server
+        return cls(
+            tables=frozenset(config.tables),
+            editable=frozenset(name for name, t in config.tables.items() if t.editable),
+            max_views=server.max_views_per_session,
+            max_request_bytes=server.max_request_bytes,
+            max_rejected=server.max_rejected_requests,
+            costs=CostLimits(
+                max_expressions_per_view=server.max_expressions_per_view,
+                max_expression_length=server.max_expression_length,
+                max_pivot_columns=server.max_pivot_columns,
+                max_view_cells=server.max_view_cells,
+                max_session_cells=server.max_session_cells,
+                max_serialized_cells=server.max_serialized_cells,
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
