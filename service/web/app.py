@@ -8,8 +8,9 @@ from typing import Any
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
 from service.security.access import SESSION_REASONS, AccessPolicy
-from service.security.guard import REASONS, GuardPolicy
+from service.security.guard import GuardPolicy
 from service.security.headers import header_transform
+from service.security.refusals import REASONS
 from service.security.tokens import redact
 from service.state import ServiceState
 from service.web.api import Healthz, MetricsEndpoint, Readyz, TablesApi

@@ -24,15 +24,9 @@ from service.config import TableConfig
 from service.engine import EngineWorkers, SerialQueue
 from service.replication import Replicator
 from service.security.cost import TableFacts
-from service.security.guard import (
-    ENGINE_ERROR,
-    RATE_LIMITED,
-    TOO_MANY_PENDING,
-    GuardPolicy,
-    SessionGuard,
-    Verdict,
-)
+from service.security.guard import GuardPolicy, SessionGuard, Verdict
 from service.security.ratelimit import TokenBucket
+from service.security.refusals import ENGINE_ERROR, RATE_LIMITED, TOO_MANY_PENDING
 from service.web.outgoing import BoundedWebSocket
 
 log = logging.getLogger(__name__)

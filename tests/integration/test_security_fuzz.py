@@ -18,7 +18,7 @@ import time
 import perspective
 
 from service.security import wire
-from service.security.guard import KINDS
+from service.security.protocol import KINDS
 from tests.helpers import json_bytes, produce, wait_until
 from tests.security_helpers import RemoteClient, ServiceProcess, connect, poll
 

@@ -7,7 +7,7 @@ import asyncio
 import perspective
 
 from service.security import wire
-from service.security.guard import KIND_NUMBERS
+from service.security.protocol import KIND_NUMBERS
 from tests.helpers import json_bytes, produce, wait_until
 from tests.security_helpers import RemoteClient, ServiceProcess, connect, poll
 

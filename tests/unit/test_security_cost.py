@@ -15,8 +15,10 @@ import pytest
 from connectors.base import DecodedBatch
 from service.cardinality import TRACKED_VALUES, DistinctValues
 from service.config import parse_config
+from service.security import wire
 from service.security.cost import CostLimits
 from service.security.guard import GuardPolicy, SessionGuard
+from service.security.protocol import KIND_NUMBERS
 from service.tables import TableHost
 
 ROWS = 20_000
@@ -250,3 +252,21 @@ def test_views_carry_server_names_in_the_engine_and_client_names_outside(host):
     assert s.refusals() == []
     sent = b"".join(s.received)
     assert names["client"].encode() in sent and names["server"].encode() not in sent
+
+
+def test_a_view_config_given_twice_is_priced_as_the_engine_merges_it(host):
+    # Protobuf merges a message field that repeats: the engine reads both configs as one,
+    # a flat view (20k cells) plus a split by 13 symbols. Pricing the first alone would
+    # pass a view of about 1.4 M cells.
+    s = Session(host, max_view_cells=100_000)
+    flat, split = b"", wire.string_field(2, "sym")
+    body = wire.string_field(1, "v1") + wire.bytes_field(2, flat) + wire.bytes_field(2, split)
+    frame = (
+        wire.varint_field(1, 7)
+        + wire.string_field(2, "ticks")
+        + wire.bytes_field(KIND_NUMBERS["table_make_view"], body)
+    )
+    verdict = s.guard.check(frame)
+    assert verdict.reason == "view_too_large", verdict
+    assert "split_by ['sym']" in (verdict.message or "")
+    assert s.guard.views == {}

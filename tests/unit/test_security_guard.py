@@ -9,12 +9,9 @@ import perspective
 import pytest
 
 from service.security import wire
-from service.security.guard import (
-    KIND_NUMBERS,
-    GuardPolicy,
-    SessionGuard,
-    error_response,
-)
+from service.security.guard import GuardPolicy, SessionGuard
+from service.security.messages import error_response
+from service.security.protocol import KIND_NUMBERS
 
 
 class Gauge:
