@@ -46,8 +46,9 @@ class BaseHandler(SafeErrors, RequestHandler):
         assert isinstance(user, Principal), "prepare() authenticates before anything asks"
         return user
 
-    def requested_tables(self, *path_args: str) -> Iterable[str]:
-        """The tables this request is about, from its path: 403 unless the user may read each."""
+    def requested_tables(self) -> Iterable[str]:
+        """The tables this request is about (named in ``path_args``): 403 unless the user
+        may read each."""
         return ()
 
     def may_read(self, table: str) -> bool:
@@ -64,7 +65,7 @@ class BaseHandler(SafeErrors, RequestHandler):
         )
         try:
             principal = await self.access.authenticate(token, caller)
-            self.access.authorise(principal, self.requested_tables(*self.path_args), caller)
+            self.access.authorise(principal, self.requested_tables(), caller)
         except Denied as denied:
             self.refuse(denied)
         self.current_user = principal

@@ -65,7 +65,7 @@ class SafeErrors:
             if _message(value):
                 gen_log.warning("%d %s: %s", value.status_code, summary, _message(value))
         else:
-            app_log.error("uncaught exception in %s", summary, exc_info=(typ, value, tb))
+            app_log.error("uncaught exception in %s", summary, exc_info=value)
 
     def _request_summary(self) -> str:
         request = self.request  # type: ignore[attr-defined]

@@ -105,9 +105,9 @@ class IndexPage(_Page):
 
 
 class TablePage(_Page):
-    def requested_tables(self, name: str) -> list[str]:
+    def requested_tables(self) -> list[str]:
         """The table in the path: 403 unless the user may read it."""
-        return [name]
+        return self.path_args[:1]
 
     def get(self, name: str) -> None:
         table = self.state.config.tables.get(name)
@@ -128,9 +128,9 @@ class TablePage(_Page):
 
 
 class DashboardPage(_Page):
-    def requested_tables(self, name: str) -> list[str]:
+    def requested_tables(self) -> list[str]:
         """Every table on the dashboard: it opens only for a user who may read them all."""
-        dashboard = self.state.config.dashboards.get(name)
+        dashboard = self.state.config.dashboards.get(self.path_args[0])
         return sorted({p.table for p in dashboard.panels}) if dashboard is not None else []
 
     def get(self, name: str) -> None:

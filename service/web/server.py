@@ -37,6 +37,7 @@ Refusals are counted in ``livetables_http_requests_rejected_total{reason}``.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import resource
 import socket
@@ -249,7 +250,7 @@ class GuardedHTTPServer(HTTPServer):
         for sock in sockets:
             fd = sock.fileno()
             self._sockets[fd] = sock
-            self._handlers[fd] = lambda sock=sock: self._stop_accepting(sock)
+            self._handlers[fd] = functools.partial(self._stop_accepting, sock)
             self._start_accepting(sock)
 
     def _start_accepting(self, sock: socket.socket) -> None:

@@ -177,9 +177,9 @@ class ReplicateWebSocket(BoundedWebSocket):
         self.table_name: str | None = None
         self._gone = False
 
-    def requested_tables(self, name: str) -> list[str]:
+    def requested_tables(self) -> list[str]:
         """The table in the path: refused before the upgrade unless the user may read it."""
-        return [name]
+        return self.path_args[:1]
 
     async def open(self, name: str) -> None:
         if name not in self.tables:
