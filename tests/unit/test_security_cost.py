@@ -6,8 +6,6 @@ A real TableHost (perspective engine, distinct-value tracking fed through
 
 from __future__ import annotations
 
-import asyncio
-
 import perspective
 import pyarrow as pa
 import pytest
@@ -20,6 +18,7 @@ from service.security.cost import CostLimits
 from service.security.guard import GuardPolicy, SessionGuard
 from service.security.protocol import KIND_NUMBERS
 from service.tables import TableHost
+from tests.unit.guarded_client import GuardedClient
 
 ROWS = 20_000
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
@@ -55,51 +54,21 @@ def host():
     host.close()
 
 
-class Session:
+class Session(GuardedClient):
     """One guarded session on the host's server, driven by a stock client."""
 
     def __init__(self, host: TableHost, **limits) -> None:
         policy = GuardPolicy(
             frozenset(host.tables), frozenset({"scratch"}), costs=CostLimits(**limits)
         )
-        self.guard = SessionGuard(policy, facts=host)
-        self.received: list[bytes] = []
-        self.verdicts: list = []
-        self.session = host.server.new_session(self._respond)
-        self.client: perspective.AsyncClient | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(host.server, SessionGuard(policy, facts=host))
 
-    def _respond(self, message: bytes) -> None:
-        message = self.guard.outgoing(message)
-        if message is None:
-            return
-        self.received.append(message)
-        assert self.loop is not None and self.client is not None
-        client = self.client
-        self.loop.call_soon_threadsafe(
-            lambda: asyncio.ensure_future(client.handle_response(message))
-        )
-
-    async def _send(self, frame: bytes) -> None:
-        verdict = self.guard.handle(frame, self.session.handle_request)
-        self.verdicts.append(verdict)
-        if not verdict.allowed and verdict.response is not None:
-            self._respond(verdict.response)
-
-    def run(self, scenario) -> None:
-        async def main() -> None:
-            self.loop = asyncio.get_running_loop()
-            self.client = perspective.AsyncClient(self._send)
-            await asyncio.wait_for(scenario(self.client), 60)
-
+    def run(self, scenario, timeout: float = 60) -> None:
         try:
-            asyncio.run(main())
+            super().run(scenario, timeout)
         finally:
             self.session.close()
             self.guard.close()
-
-    def refusals(self) -> list[str]:
-        return [v.reason for v in self.verdicts if not v.allowed]
 
 
 async def _refused(attempt) -> str:
