@@ -432,6 +432,42 @@ def kafka() -> tuple[str, list[dict[str, Any]]]:
                 CONNECTED_STATES,
                 w=8,
             ),
+            timeseries(
+                "Restarts",
+                "Consumer threads (per table) and the applier thread that failed and were "
+                "restarted, per interval. A consumer resumes after the last batch it handed "
+                "over, the applier applies what it had taken: nothing is lost, but a thread "
+                "that keeps restarting is a bug worth reporting (see the service log).",
+                "short",
+                targets(
+                    (
+                        f"sum by (table) (increase(livetables_consumer_restarts_total{T}[{RATE}]))",
+                        "consumer {{table}}",
+                    ),
+                    (
+                        f"sum(increase(livetables_applier_restarts_total{P}[{RATE}]))",
+                        "applier",
+                    ),
+                ),
+            ),
+            timeseries(
+                "Dead letters",
+                "Bad records copied to each table's dead_letter_topic per second, by outcome: "
+                "sent (acknowledged by the broker) or failed (not queued or not delivered: the "
+                "record was still skipped, ingestion went on). Truncated copies of records too "
+                "large to copy whole are also counted as sent or failed.",
+                "count:rec/s",
+                targets(
+                    (
+                        f"sum by (table, outcome) ({rate('livetables_dead_letter_records_total')})",
+                        "{{table}} {{outcome}}",
+                    ),
+                    (
+                        f"sum by (table) ({rate('livetables_dead_letter_truncated_total')})",
+                        "{{table}} truncated",
+                    ),
+                ),
+            ),
         ],
     )
 
@@ -576,6 +612,46 @@ def web() -> tuple[str, list[dict[str, Any]]]:
                         "{{reason}}",
                     )
                 ),
+            ),
+            timeseries(
+                "HTTP connections",
+                "Open TCP connections to the HTTP port per instance (websockets included), "
+                "against server.max_connections.",
+                "short",
+                targets((f"sum by (instance) (livetables_http_connections{P})", "{{instance}}")),
+                w=8,
+            ),
+            timeseries(
+                "Refused connections and requests",
+                "Per second, by reason: connections closed at accept (total or per_address cap "
+                "reached; open_files: accepting paused at the descriptor limit) and requests "
+                "refused before any handler (host not allowed; a request body).",
+                "count:/s",
+                targets(
+                    (
+                        f"sum by (reason) ({rate('livetables_connections_rejected_total', P)})",
+                        "connection {{reason}}",
+                    ),
+                    (
+                        f"sum by (reason) ({rate('livetables_http_requests_rejected_total', P)})",
+                        "request {{reason}}",
+                    ),
+                ),
+                w=8,
+            ),
+            timeseries(
+                "Websocket requests",
+                "Perspective requests received from websocket clients per second, per "
+                "instance (refused ones included). Each runs on an engine thread, off the "
+                "event loop, within the server's cost limits.",
+                "count:req/s",
+                targets(
+                    (
+                        f"sum by (instance) ({rate('livetables_websocket_requests_total', P)})",
+                        "{{instance}}",
+                    )
+                ),
+                w=8,
             ),
             timeseries(
                 "Disconnects",

@@ -327,6 +327,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     kafka, topic_name, run_service, prometheus
 ):
     kafka.create_topic(topic_name, partitions=2)
+    kafka.create_topic(f"{topic_name}-dlq")
     produce(
         kafka.bootstrap,
         topic_name,
@@ -339,7 +340,12 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
         {
             "kafka": {"bootstrap_servers": kafka.bootstrap},
             "tables": {
-                "ticks": {"topic": topic_name, "schema": SCHEMA, "limit": 2000},
+                "ticks": {
+                    "topic": topic_name,
+                    "schema": SCHEMA,
+                    "limit": 2000,
+                    "dead_letter_topic": f"{topic_name}-dlq",
+                },
                 "last": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
             },
         }
