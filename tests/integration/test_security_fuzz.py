@@ -225,7 +225,10 @@ def test_fuzzed_frames_never_crash_the_service_or_change_a_table(kafka, topic_na
                 "too_large",
             )
         )
-        assert refused > sent / 4, (refused, sent)
+        # Evidence that fuzzed frames reach the guard. Frames still queued when a session is
+        # closed for too many refusals are dropped unread, so how many are judged depends on
+        # how fast the server works through them (about a quarter to 40 % here): a floor, loose.
+        assert refused > sent / 8, (refused, sent)
         print(f"fuzz: {sent} frames over {sessions} sessions, {refused:.0f} refused")
     finally:
         service.stop()
