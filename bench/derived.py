@@ -1,4 +1,4 @@
-"""Derived tables and retention under load (scenario groups 7, 8 and 9).
+"""Derived tables and retention under load (scenario groups 8, 9 and 10).
 
 * What a derived table costs its source: the engine updates the grouped views
   inside every update of the source, measured in-process on a 1M-row rolling
@@ -154,7 +154,7 @@ def source_update_cost(source_rows: int, updates: int, results: Results) -> None
             if refresh_ms:
                 row["refresh_500_groups_changed_p50_ms"] = statistics.median(refresh_ms)
                 row["refresh_5_groups_changed_p50_ms"] = statistics.median(small_refresh_ms)
-            results.add(f"7 derived cost: {label}", **row)
+            results.add(f"8 derived cost: {label}", **row)
         finally:
             for made in extra:
                 made.delete()
@@ -249,7 +249,7 @@ def replicated_viewers(kafka: LocalKafka, sizes: Sizes, results: Results, new_to
                 served, "livetables_derived_refresh_seconds", "summary"
             )
         results.add(
-            f"8 derived viewers: {audience} replicated viewers of a {GROUPS}-row derived table",
+            f"9 derived viewers: {audience} replicated viewers of a {GROUPS}-row derived table",
             clients=audience,
             source_rows=sizes.derived_source,
             p50_ms=stats["p50_ms"],
@@ -304,7 +304,7 @@ def retention_memory(kafka: LocalKafka, sizes: Sizes, results: Results, new_topi
     rss_mb = [s[2] / 2**20 for s in full]
     rows = [s[1] for s in full]
     results.add(
-        f"9 retention: {window}s window, {sizes.live_rate:,} records/s, "
+        f"10 retention: {window}s window, {sizes.live_rate:,} records/s, "
         f"{sizes.retention_seconds} s",
         rows_min=min(rows),
         rows_max=max(rows),

@@ -432,6 +432,42 @@ def kafka() -> tuple[str, list[dict[str, Any]]]:
                 CONNECTED_STATES,
                 w=8,
             ),
+            timeseries(
+                "Restarts",
+                "Consumer threads (per table) and the applier thread that failed and were "
+                "restarted, per interval. A consumer resumes after the last batch it handed "
+                "over, the applier applies what it had taken: nothing is lost, but a thread "
+                "that keeps restarting is a bug worth reporting (see the service log).",
+                "short",
+                targets(
+                    (
+                        f"sum by (table) (increase(livetables_consumer_restarts_total{T}[{RATE}]))",
+                        "consumer {{table}}",
+                    ),
+                    (
+                        f"sum(increase(livetables_applier_restarts_total{P}[{RATE}]))",
+                        "applier",
+                    ),
+                ),
+            ),
+            timeseries(
+                "Dead letters",
+                "Bad records copied to each table's dead_letter_topic per second, by outcome: "
+                "sent (acknowledged by the broker) or failed (not queued or not delivered: the "
+                "record was still skipped, ingestion went on). Truncated copies of records too "
+                "large to copy whole are also counted as sent or failed.",
+                "count:rec/s",
+                targets(
+                    (
+                        f"sum by (table, outcome) ({rate('livetables_dead_letter_records_total')})",
+                        "{{table}} {{outcome}}",
+                    ),
+                    (
+                        f"sum by (table) ({rate('livetables_dead_letter_truncated_total')})",
+                        "{{table}} truncated",
+                    ),
+                ),
+            ),
         ],
     )
 
@@ -634,6 +670,46 @@ def web() -> tuple[str, list[dict[str, Any]]]:
                 ),
             ),
             timeseries(
+                "HTTP connections",
+                "Open TCP connections to the HTTP port per instance (websockets included), "
+                "against server.max_connections.",
+                "short",
+                targets((f"sum by (instance) (livetables_http_connections{P})", "{{instance}}")),
+                w=8,
+            ),
+            timeseries(
+                "Refused connections and requests",
+                "Per second, by reason: connections closed at accept (total or per_address cap "
+                "reached; open_files: accepting paused at the descriptor limit) and requests "
+                "refused before any handler (host not allowed; a request body).",
+                "count:/s",
+                targets(
+                    (
+                        f"sum by (reason) ({rate('livetables_connections_rejected_total', P)})",
+                        "connection {{reason}}",
+                    ),
+                    (
+                        f"sum by (reason) ({rate('livetables_http_requests_rejected_total', P)})",
+                        "request {{reason}}",
+                    ),
+                ),
+                w=8,
+            ),
+            timeseries(
+                "Websocket requests",
+                "Perspective requests received from websocket clients per second, per "
+                "instance (refused ones included). Each runs on an engine thread, off the "
+                "event loop, within the server's cost limits.",
+                "count:req/s",
+                targets(
+                    (
+                        f"sum by (instance) ({rate('livetables_websocket_requests_total', P)})",
+                        "{{instance}}",
+                    )
+                ),
+                w=8,
+            ),
+            timeseries(
                 "Disconnects",
                 "Websocket sessions ended per second, by reason: client (closed by the client), "
                 "slow (dropped after exceeding its outgoing buffer), shutdown (server stopping).",
@@ -644,6 +720,73 @@ def web() -> tuple[str, list[dict[str, Any]]]:
                         "{{reason}}",
                     )
                 ),
+            ),
+        ],
+    )
+
+
+def snapshots() -> tuple[str, list[dict[str, Any]]]:
+    duration = "livetables_snapshot_duration_seconds"
+    failed = T[:-1] + ', outcome="failed"}'
+    return row(
+        "Snapshots",
+        [
+            stat(
+                "How tables started",
+                "How each table started on each instance: snapshot (loaded, then the tail of "
+                "its topics), replay (from its start policy: snapshots off, or none yet), or "
+                "fallback:<reason> (a snapshot was there but not usable, see the log line).",
+                "none",
+                f"max by (table, kind) (livetables_table_start{T} == 1)",
+                "{{table}}: {{kind}}",
+                graph=False,
+                text_mode="name",
+                w=6,
+                h=8,
+            ),
+            timeseries(
+                "Snapshot age",
+                "Seconds since the moment each table's newest snapshot stands for, oldest "
+                "instance. It saws up to the interval while a table changes; a steady climb "
+                "means snapshots fail or the table is idle (an unchanged table is not "
+                "written again). -1: none yet.",
+                "s",
+                targets((f"max by (table) (livetables_snapshot_age_seconds{T})", "{{table}}")),
+                w=6,
+            ),
+            timeseries(
+                "Snapshot duration",
+                "Time to fold a table's rows and write them durably (on a thread of its own; "
+                "ingestion goes on meanwhile): p50 and p99 per table.",
+                "s",
+                targets(
+                    (quantile(0.5, duration), "{{table}} p50"),
+                    (quantile(0.99, duration), "{{table}} p99"),
+                ),
+                w=6,
+            ),
+            timeseries(
+                "Snapshot size and failures",
+                "Bytes of each table's newest snapshot, and snapshots that failed (disk full, "
+                "permissions: the log says which).",
+                "bytes",
+                targets(
+                    (f"max by (table) (livetables_snapshot_bytes{T})", "{{table}} bytes"),
+                    (
+                        f"sum by (table) (increase(livetables_snapshots_total{failed}[{RATE}]))",
+                        "{{table}} failed",
+                    ),
+                ),
+                w=6,
+                overrides=[
+                    {
+                        "matcher": {"id": "byRegexp", "options": ".* failed"},
+                        "properties": [
+                            {"id": "unit", "value": "short"},
+                            {"id": "custom.axisPlacement", "value": "right"},
+                        ],
+                    }
+                ],
             ),
         ],
     )
@@ -803,7 +946,7 @@ def dashboard() -> dict[str, Any]:
         "id": None,
         "links": [],
         "panels": layout(
-            [overview(), kafka(), tables(), web(), derived_and_retention(), process()]
+            [overview(), kafka(), tables(), web(), derived_and_retention(), snapshots(), process()]
         ),
         "refresh": "30s",
         "schemaVersion": 39,

@@ -27,6 +27,7 @@ from service.metrics import Metrics
 from service.replication import Replicator
 from service.retention.book import RetentionBook
 from service.retention.expirer import Expirer
+from service.snapshots.keeper import SnapshotKeeper
 from service.tables import TableHost
 
 
@@ -49,13 +50,39 @@ class Ingestor:
         self.report = BadRecordReport(metrics)
         append_tables = frozenset(n for n in fed if config.tables[n].index is None)
         self.writer = TableWriter(host, self.replicator, metrics, RetentionBook(config))
-        self.applier = Applier(self.writer, self.fed, metrics, append_tables)
+        kafka = config.kafka
+        self.consumer_properties = {
+            name: consumer_properties(
+                kafka.bootstrap_servers, dict(kafka.client), config.tables[name].start, name
+            )
+            for name in fed
+        }
+        # Snapshots (service/snapshots/): tables restored at start, mirrored while running.
+        # Not those with retention: their rows age by times the snapshots do not keep, and a
+        # start lookback as long as the window reads no more than a snapshot would save.
+        self.snapshotted = frozenset(n for n in fed if config.tables[n].retention is None)
+        self.snapshots: SnapshotKeeper | None = None
+        if config.snapshots is not None:
+            self.snapshots = SnapshotKeeper(
+                config.snapshots,
+                {name: config.tables[name] for name in self.snapshotted},
+                self.writer,
+                {name: self.fed[name] for name in self.snapshotted},
+                metrics,
+                self.consumer_properties,
+            )
+        on_applied = self._on_applied if self.snapshots is not None else None
+        self.applier = Applier(self.writer, self.fed, metrics, append_tables, on_applied)
         self.sources = [self._source(name) for name in fed]
         self.deriver = Deriver(config, host, self.writer, metrics, dict(self.fed))
         # Every table's progress, in the configuration's order (/readyz, /api/tables).
         every: dict[str, Progress] = {**self.fed, **self.deriver.progress}
         self.progress = {name: every[name] for name in config.tables}
         self.expirer = Expirer(self.writer, list(self.writer.retention.tables), metrics)
+
+    def _on_applied(self, name: str, batch, positions) -> None:
+        if self.snapshots is not None and name in self.snapshotted:
+            self.snapshots.applied(name, batch, positions)
 
     def _source(self, name: str) -> KafkaSource:
         table = self.config.tables[name]
@@ -70,24 +97,32 @@ class Ingestor:
         def on_restart(_failure: BaseException) -> None:
             metrics.consumer_restarts.labels(name).inc()
 
+        snapshots = self.snapshots
+
+        def on_assigned(starts, ends) -> None:
+            progress.on_assigned(starts, ends)
+            if snapshots is not None and name in self.snapshotted:
+                snapshots.assigned(name, starts)
+
         def on_connected(connected: bool) -> None:
             progress.connected = connected
             metrics.kafka_connected.labels(name).set(1 if connected else 0)
 
         callbacks = SourceCallbacks(
             on_batch=on_batch,
-            on_assigned=progress.on_assigned,
+            on_assigned=on_assigned,
             on_watermarks=progress.on_watermarks,
             on_connected=on_connected,
             on_restart=on_restart,
         )
-        kafka = self.config.kafka
-        properties = consumer_properties(
-            kafka.bootstrap_servers, dict(kafka.client), table.start, name
-        )
         metrics.init_table(name)
         return KafkaSource(
-            name, table.topic_list, properties, table.start, callbacks, headers=bool(table.headers)
+            name,
+            table.topic_list,
+            self.consumer_properties[name],
+            table.start,
+            callbacks,
+            headers=bool(table.headers),
         )
 
     # -- lifecycle --------------------------------------------------------------
@@ -96,15 +131,25 @@ class Ingestor:
         self.applier.start()
         self.deriver.start()
         self.expirer.start()
+        restored = []
+        if self.snapshots is not None:
+            restored = [s for s in self.sources if s.name in self.snapshotted]
+            self.snapshots.start(restored)  # each source starts once its table is restored
         for source in self.sources:
-            source.start()
+            if source not in restored:
+                self.metrics.table_started(source.name, "replay")
+                source.start()
 
     def stop(self) -> None:
         self.applier.close_intake()
+        if self.snapshots is not None:
+            self.snapshots.stop_starting()
         for source in self.sources:
             source.stop()
         self.applier.stop()
         self.expirer.stop()
+        if self.snapshots is not None:
+            self.snapshots.stop()  # the last snapshots, once nothing changes the tables
         self.deriver.stop()  # deletes its views: before the host deletes the tables
         self.dead_letters.close()
 

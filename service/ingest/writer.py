@@ -1,8 +1,9 @@
 """The one place hosted tables change: a batch applied, then handed to replication.
 
 Runs on the applier thread for batches from Kafka, on the deriver thread for
-derived tables and on the expiry thread for rows that age out; one thread
-writes a given table's batches, and the apply and the hand-over happen under
+derived tables, on the expiry thread for rows that age out and, for a table
+whose consumer has not started yet, on the thread that restores it from a
+snapshot (:meth:`TableWriter.load`). The apply and the hand-over happen under
 the replicator's lock of the table, so a replica that subscribes meanwhile
 gets a snapshot that holds all of a batch or none of it, and then every later
 batch. Tables with ``retention:`` have their batches prepared
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
+
+import pyarrow as pa
 
 from connectors.base import DecodedBatch, DecodeReason
 from service.metrics import Metrics
@@ -79,3 +82,21 @@ class TableWriter:
         self.metrics.rows_applied.labels(name, "remove").inc(len(keys))
         self.metrics.rows_expired.labels(name).inc(len(keys))
         return len(keys)
+
+    def load(self, name: str, body: bytes, rows: pa.Table) -> None:
+        """Fill the empty table ``name`` from a snapshot in one update, and publish the rows.
+
+        Unlike :meth:`write`, a failure raises: the caller replays the table instead.
+        """
+        started = time.perf_counter()
+        with self.replicator.applying(name):
+            self.host.load(name, body, rows)
+            self.replicator.publish(name, DecodedBatch(rows=rows))
+        self.metrics.update_duration.labels(name).observe(time.perf_counter() - started)
+        if rows.num_rows:
+            self.metrics.rows_applied.labels(name, "update").inc(rows.num_rows)
+
+    def clear(self, name: str) -> None:
+        """Empty table ``name`` (a load that failed half-way) before it is replayed."""
+        with self.replicator.applying(name):
+            self.host.clear(name)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tornado.web import Finish, RequestHandler
+from tornado.web import Finish
 
 from service import __version__
 from service.config import TableConfig
 from service.state import ServiceState
-from service.web.errors import ClientError, SafeErrors
+from service.web.base import BaseHandler
+from service.web.errors import ClientError
 
 MODES = {
     "replicated": "The browser holds a copy of the table and receives every change as it "
@@ -39,7 +40,7 @@ def _default_columns(viewer: dict[str, Any], table: TableConfig) -> dict[str, An
     return viewer
 
 
-class _Page(SafeErrors, RequestHandler):
+class _Page(BaseHandler):
     def initialize(self, state: ServiceState, assets_ok: bool) -> None:
         self.state = state
         self.assets_ok = assets_ok
@@ -76,7 +77,7 @@ class _Page(SafeErrors, RequestHandler):
 class IndexPage(_Page):
     def get(self) -> None:
         tables = []
-        summary = self.state.tables_summary()  # only the tables this user may read
+        summary = [t for t in self.state.tables_summary() if self.may_read(t["name"])]
         readable = {t["name"] for t in summary}
         # A dashboard opens only for a user who may read all its tables (403 otherwise);
         # the others are not listed, so their cards name no table the user may not see.
@@ -116,6 +117,10 @@ class IndexPage(_Page):
 
 
 class TablePage(_Page):
+    def requested_tables(self) -> list[str]:
+        """The table in the path: 403 unless the user may read it."""
+        return self.path_args[:1]
+
     def get(self, name: str) -> None:
         table = self.state.config.tables.get(name)
         if table is None:
@@ -136,6 +141,11 @@ class TablePage(_Page):
 
 
 class DashboardPage(_Page):
+    def requested_tables(self) -> list[str]:
+        """Every table on the dashboard: it opens only for a user who may read them all."""
+        dashboard = self.state.config.dashboards.get(self.path_args[0])
+        return sorted({p.table for p in dashboard.panels}) if dashboard is not None else []
+
     def get(self, name: str) -> None:
         dashboard = self.state.config.dashboards.get(name)
         if dashboard is None:

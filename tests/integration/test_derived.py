@@ -297,3 +297,42 @@ def test_replicas_of_a_derived_table_get_its_updates_and_removals(kafka, topic_n
             future.result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def test_a_restart_from_snapshots_rebuilds_derived_tables_and_replays_retention(
+    kafka, topic_name, run_service, tmp_path
+):
+    kafka.create_topic(topic_name, partitions=3)
+    rng = random.Random(31)
+    books = ["alpha", "bravo", "charlie"]
+    ops = _positions(0, 600, rng, books)
+    _send(kafka, topic_name, ops)
+    config = {
+        "kafka": {"bootstrap_servers": kafka.bootstrap},
+        "snapshots": {"dir": str(tmp_path / "snapshots"), "interval": "1h"},
+        "tables": {
+            "positions": {"topic": topic_name, "schema": POSITIONS, "index": "id"},
+            "recent": {"topic": topic_name, "schema": POSITIONS, "retention": "1h"},
+            "books": {
+                "from": "positions",
+                "view": {
+                    "group_by": ["book"],
+                    "columns": ["qty", "id"],
+                    "aggregates": {"qty": "sum", "id": "count"},
+                },
+            },
+        },
+    }
+    first = run_service(config)
+    wait_until(first.ready, what="ready")
+    first.stop()  # the last snapshot of every snapshotted table is written now
+    more = _positions(600, 900, rng, books)
+    _send(kafka, topic_name, more)
+    second = run_service(config)
+    wait_until(second.ready, what="ready after the restart")
+    assert second.metric("livetables_table_start", table="positions", kind="snapshot") == 1
+    # The table with retention replays (its rows' times are not in a snapshot).
+    assert second.metric("livetables_table_start", table="recent", kind="replay") == 1
+    assert second.size("recent") == 900 - sum(1 for _k, v in ops + more if v is None)
+    expected = _book_totals(_fold(ops + more))
+    assert _close(_rows(second, "books", "book", "qty", "id"), expected)

@@ -35,6 +35,11 @@ def _tables(topic: str) -> dict:
 def _assert_exactly(service, stop: int, missing: frozenset[int] = frozenset()) -> None:
     """Every record below ``stop`` but ``missing`` is a row of both tables, once."""
     expected = [n for n in range(stop) if n not in missing]
+    # The two tables have consumers of their own: one may still be catching up.
+    for table in ("orders", "latest"):
+        wait_until(
+            lambda table=table: service.size(table) >= len(expected), what=f"{table} caught up"
+        )
     assert sorted(service.columns("orders")["n"]) == expected, "lost or doubled in orders"
     assert sorted(service.columns("latest")["n"]) == expected, "lost in latest"
 
