@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from bench import baselines
+from bench import derived as bench_derived
 from bench import formats as bench_formats
 from bench import snapshots as bench_snapshots
 from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
@@ -35,6 +36,8 @@ from service.localkafka import LocalKafka
 HERE = Path(__file__).parent
 LOGS = HERE / "out"
 PARTITIONS = 4
+# Every benchmark client connects from one address: let the largest audience in.
+AUDIENCE_LIMITS = {"max_websocket_sessions_per_address": 1000}
 
 
 @dataclass
@@ -53,6 +56,10 @@ class Sizes:
     live_rate: int
     decode_records: int
     snapshot_interval: int
+    derived_source: int
+    derived_updates: int
+    retention_window_s: int
+    retention_seconds: int
 
 
 FULL = Sizes(
@@ -70,6 +77,10 @@ FULL = Sizes(
     live_rate=10_000,
     decode_records=100_000,
     snapshot_interval=5,
+    derived_source=1_000_000,
+    derived_updates=20,
+    retention_window_s=30,
+    retention_seconds=180,
 )
 SMOKE = Sizes(
     append=20_000,
@@ -86,6 +97,10 @@ SMOKE = Sizes(
     live_rate=500,
     decode_records=2_000,
     snapshot_interval=1,
+    derived_source=5_000,
+    derived_updates=3,
+    retention_window_s=1,
+    retention_seconds=3,
 )
 
 
@@ -302,7 +317,9 @@ def latency(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
             tables = {
                 "t": {"topic": topic, "schema": LIVE_SCHEMA, "limit": 100_000, "start": "latest"}
             }
-            with ServedLivetables(kafka.bootstrap, tables, log_dir=LOGS) as served:
+            with ServedLivetables(
+                kafka.bootstrap, tables, log_dir=LOGS, server=AUDIENCE_LIMITS
+            ) as served:
                 served.wait_ready(120)
                 # Clients join first, then the stream starts: every client sees the same
                 # stream, and joining does not compete with it.
@@ -336,6 +353,9 @@ GROUPS = {
     "5": "5. Memory",
     "6": "6. Decode throughput per format (the batch decoders alone, one thread, no broker)",
     "7": "7. Restart from a snapshot, and snapshots under live load",
+    "8": "8. Derived tables: what the source pays (engine only, 1000-row updates)",
+    "9": "9. Derived tables: replicated viewers (record timestamp to client, refresh 250 ms)",
+    "10": "10. Retention: rows and resident memory under a steady stream, window full",
 }
 
 
@@ -374,7 +394,7 @@ def write_report(results: Results, path: Path, smoke: bool, seconds: float) -> N
         "pre-produced to a 4-partition topic. `ratio` = livetables' rate / that row's rate",
         "(for memory: resident bytes per row / Arrow bytes per row).",
     ]
-    for prefix, title in sorted(GROUPS.items(), key=lambda item: item[0]):
+    for prefix, title in sorted(GROUPS.items(), key=lambda item: int(item[0])):
         rows = [r for r in results.rows if str(r["scenario"]).startswith(prefix + " ")]
         if rows:
             lines += ["", f"## {title}", "", *_table(rows)]
@@ -389,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")
     parser.add_argument(
         "--only",
-        choices=["ingest", "replay", "latency", "formats", "snapshots"],
+        choices=["ingest", "replay", "latency", "formats", "snapshots", "derived"],
         action="append",
     )
     parser.add_argument("--out", type=Path)
@@ -406,7 +426,14 @@ def main(argv: list[str] | None = None) -> int:
             progress("starting a local Kafka broker")
             kafka.start()
         try:
-            scenarios = args.only or ["ingest", "replay", "latency", "formats", "snapshots"]
+            scenarios = args.only or [
+                "ingest",
+                "replay",
+                "latency",
+                "formats",
+                "snapshots",
+                "derived",
+            ]
             if "ingest" in scenarios:
                 ingest(kafka, sizes, results)
             topic = None
@@ -418,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
                 latency(kafka, sizes, results)
             if "formats" in scenarios:
                 decode_formats(sizes, results)
+            if "derived" in scenarios:
+                bench_derived.source_update_cost(
+                    sizes.derived_source, sizes.derived_updates, results
+                )
+                bench_derived.replicated_viewers(kafka, sizes, results, new_topic)
+                bench_derived.retention_memory(kafka, sizes, results, new_topic)
         finally:
             if not args.bootstrap:
                 kafka.stop()

@@ -45,13 +45,14 @@ class ServedLivetables:
         log_dir: Path | None = None,
         extra: dict | None = None,
         log_level: str = "WARNING",
+        server: dict | None = None,
     ) -> None:
         self.port = free_port()
         self.workdir = tempfile.TemporaryDirectory(prefix="livetables-bench-")
         self.config_path = Path(self.workdir.name) / "bench.yaml"
         config = {
             "kafka": {"bootstrap_servers": bootstrap},
-            "server": {"host": "127.0.0.1", "port": self.port},
+            "server": {"host": "127.0.0.1", "port": self.port, **(server or {})},
             "tables": tables,
             **(extra or {}),  # other top-level sections (snapshots, ...)
         }

@@ -562,6 +562,62 @@ def tables() -> tuple[str, list[dict[str, Any]]]:
     )
 
 
+def derived_and_retention() -> tuple[str, list[dict[str, Any]]]:
+    refresh = "livetables_derived_refresh_seconds"
+    return row(
+        "Derived tables and retention",
+        [
+            timeseries(
+                "Derived table refresh time",
+                "One refresh of a derived table (a grouped view over its source): reading the "
+                "view, finding the groups that changed, applying them; p50 and p99 per table. "
+                "It grows with the number of groups, not with the source.",
+                "s",
+                targets(
+                    (quantile(0.5, refresh), "{{table}} p50"),
+                    (quantile(0.99, refresh), "{{table}} p99"),
+                ),
+                w=8,
+            ),
+            timeseries(
+                "Derived table refreshes and changed groups",
+                "Refreshes per second per derived table (at most one per refresh interval, "
+                "only when the source changed), groups updated or removed per second, and "
+                "failed refreshes (retried after the interval; the log says why).",
+                "short",
+                targets(
+                    (f"sum by (table) ({rate(refresh + '_count')})", "{{table}} refreshes"),
+                    (
+                        f"sum by (table, op) ({rate('livetables_rows_applied_total')})"
+                        f" and on (table) {refresh}_count{T}",
+                        "{{table}} groups {{op}}",
+                    ),
+                    (
+                        f"sum by (table) ({rate('livetables_derived_refresh_failures_total')})",
+                        "{{table}} failures",
+                    ),
+                ),
+                w=8,
+            ),
+            timeseries(
+                "Rows expired",
+                "Rows removed per second because they were older than the table's retention, "
+                "and failed expiry ticks (retried on the next tick). Under a steady stream "
+                "with a full window, rows expire as fast as they arrive.",
+                "count:rows/s",
+                targets(
+                    (f"sum by (table) ({rate('livetables_rows_expired_total')})", "{{table}}"),
+                    (
+                        f"sum by (table) ({rate('livetables_expiry_failures_total')})",
+                        "{{table}} failures",
+                    ),
+                ),
+                w=8,
+            ),
+        ],
+    )
+
+
 def web() -> tuple[str, list[dict[str, Any]]]:
     return row(
         "Web",
@@ -889,7 +945,9 @@ def dashboard() -> dict[str, Any]:
         "graphTooltip": 1,
         "id": None,
         "links": [],
-        "panels": layout([overview(), kafka(), tables(), web(), snapshots(), process()]),
+        "panels": layout(
+            [overview(), kafka(), tables(), web(), derived_and_retention(), snapshots(), process()]
+        ),
         "refresh": "30s",
         "schemaVersion": 39,
         "tags": ["livetables", "kafka", "perspective"],

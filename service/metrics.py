@@ -305,6 +305,33 @@ class Metrics:
             "yet are kept).",
             registry=r,
         )
+        # Derived tables (service/derived) and retention (service/retention).
+        self.derived_refresh = Histogram(
+            "livetables_derived_refresh_seconds",
+            "Seconds one refresh of a derived table took: reading the grouped view over its "
+            "source, finding the groups that changed, applying them.",
+            ["table"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.derived_refresh_failures = Counter(
+            "livetables_derived_refresh_failures",
+            "Refreshes of a derived table that failed (retried after its interval).",
+            ["table"],
+            registry=r,
+        )
+        self.rows_expired = Counter(
+            "livetables_rows_expired",
+            "Rows removed from a table because they were older than its retention.",
+            ["table"],
+            registry=r,
+        )
+        self.expiry_failures = Counter(
+            "livetables_expiry_failures",
+            "Expiry ticks of a table that failed (retried on the next tick).",
+            ["table"],
+            registry=r,
+        )
         # How each table started, and its snapshots (service/snapshots/).
         self.table_start = Gauge(
             "livetables_table_start",
@@ -397,6 +424,23 @@ class Metrics:
         self.snapshot_restore.labels(table).set(0)
         for outcome in ("written", "failed"):
             self.snapshots.labels(table, outcome)
+
+    def init_derived(self, table: str) -> None:
+        """A derived table's series at zero: rows, updates, readiness and refreshes.
+
+        It consumes no records, so it has no consumer, lag or latency series.
+        """
+        for op in ("update", "remove"):
+            self.rows_applied.labels(table, op)
+        self.update_duration.labels(table)
+        self.table_rows.labels(table).set(0)
+        self.table_ready.labels(table).set(0)
+        self.derived_refresh.labels(table)
+        self.derived_refresh_failures.labels(table)
+
+    def init_retention(self, table: str) -> None:
+        self.rows_expired.labels(table)
+        self.expiry_failures.labels(table)
 
     def observe_latency(self, table: str, timestamps_ms: Any, applied_at: float) -> None:
         """Observe ``applied_at`` (epoch seconds) minus each Kafka record timestamp (epoch ms).

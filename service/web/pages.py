@@ -8,6 +8,7 @@ from typing import Any
 from tornado.web import Finish
 
 from service import __version__
+from service.config import TableConfig
 from service.state import ServiceState
 from service.web.base import BaseHandler
 from service.web.errors import ClientError
@@ -30,6 +31,13 @@ _SCRIPT_ESCAPES = str.maketrans(
 def _script_json(payload: Any) -> str:
     """JSON safe to place inside a <script> element, whatever strings it carries."""
     return json.dumps(payload).translate(_SCRIPT_ESCAPES)
+
+
+def _default_columns(viewer: dict[str, Any], table: TableConfig) -> dict[str, Any]:
+    """A viewer without ``columns`` shows the table's own, not its internal ones."""
+    if table.hidden_columns and not viewer.get("columns"):
+        return {**viewer, "columns": list(table.schema_ or {})}
+    return viewer
 
 
 class _Page(BaseHandler):
@@ -86,12 +94,16 @@ class IndexPage(_Page):
             else:
                 status, text = "wait", "catching up"
             kind = (
-                f"index {t['index']}"
+                f"derived from {t['from']}"
+                if t.get("from")
+                else f"index {t['index']}"
                 if t["index"]
                 else f"limit {t['limit']:,}"
                 if t["limit"]
                 else "append"
             )
+            if t.get("retention"):
+                kind += f", rows kept {t['retention']}"
             tables.append({**t, "status": status, "status_text": text, "kind": kind})
         self.render(
             "index.html",
@@ -115,7 +127,8 @@ class TablePage(_Page):
             raise ClientError(404, f"no table named {name!r}")
         self.require_assets()
         mode = self.mode()
-        page = {"mode": mode, "table": name, "viewer": {"plugin": "Datagrid"}}
+        viewer = _default_columns({"plugin": "Datagrid"}, table)
+        page = {"mode": mode, "table": name, "viewer": viewer}
         self.render_mode_page(
             "table.html",
             mode,
@@ -143,7 +156,9 @@ class DashboardPage(_Page):
             {
                 "table": panel.table,
                 "title": panel.title or panel.table,
-                "viewer": panel.viewer.model_dump(),
+                "viewer": _default_columns(
+                    panel.viewer.model_dump(), self.state.config.tables[panel.table]
+                ),
                 "editable": self.state.config.tables[panel.table].editable,
             }
             for panel in dashboard.panels

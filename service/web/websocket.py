@@ -155,8 +155,9 @@ class PerspectiveWebSocket(BoundedWebSocket):
 class ReplicateWebSocket(BoundedWebSocket):
     """``/replicate/{table}``: a snapshot, then every applied batch, as binary frames.
 
-    The first message is text: the table's name, schema, index and limit, so the
-    browser can create a worker table of the same kind. Then binary frames, each
+    The first message is text: the table's name, schema, index and limit (the
+    engine's, internal columns included, listed in ``hidden``), so the browser
+    can create a worker table of the same kind. Then binary frames, each
     one byte of kind then its body: ``S`` snapshot (Arrow IPC), ``U`` update
     (Arrow IPC), ``R`` removal keys (JSON list).
     """
@@ -188,12 +189,14 @@ class ReplicateWebSocket(BoundedWebSocket):
             return
         self.session_opened()
         table = self.tables[name]
+        # The engine's shape: a derived table's key, an append table's internal row numbers.
         hello = {
             "table": name,
-            "schema": dict(table.schema_),
-            "index": table.index,
-            "limit": table.limit,
+            "schema": table.engine_schema,
+            "index": table.engine_index,
+            "limit": table.engine_limit,
             "editable": table.editable,
+            "hidden": table.hidden_columns,
         }
         self.write_message(json.dumps(hello))
         # The snapshot is taken on an engine worker: serialising a large table takes a while,

@@ -163,7 +163,7 @@ def test_demo_with_an_existing_kafka_serves_live_demo_tables(kafka):
             process.send_signal(signal.SIGUSR1)  # thread stacks into the output, for the report
             process.kill()
             raise AssertionError(process.communicate(timeout=10)[0].decode()[-6000:]) from None
-        assert set(counts) == {"trades", "quotes"}
+        assert set(counts) == {"trades", "quotes", "by_symbol"}
         first = counts["trades"]
         wait_until(lambda: (rows() or {}).get("trades", 0) > first, what="live trades")
         process.send_signal(signal.SIGINT)

@@ -346,8 +346,10 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
                     "schema": SCHEMA,
                     "limit": 2000,
                     "dead_letter_topic": f"{topic_name}-dlq",
+                    "retention": "1h",
                 },
                 "last": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
+                "by_sym": {"from": "last", "view": {"group_by": ["sym"], "columns": ["qty"]}},
             },
         }
     )
@@ -381,11 +383,11 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             "__rate_interval": RATE_INTERVAL,
             "job": JOB,
             "instance": grafana_regex([target]),
-            "table": grafana_regex(["last", "ticks"]),
+            "table": grafana_regex(["last", "ticks", "by_sym"]),
         }
 
         # The variables' own queries: label_values(selector, label).
-        expected = {"job": {JOB}, "instance": {target}, "table": {"last", "ticks"}}
+        expected = {"job": {JOB}, "instance": {target}, "table": {"last", "ticks", "by_sym"}}
         for variable in dashboard["templating"]["list"]:
             if variable["type"] != "query":
                 continue

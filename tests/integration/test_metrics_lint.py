@@ -37,6 +37,10 @@ CONTRACT = {
     "livetables_snapshot_age_seconds": ("gauge", {"table"}),
     "livetables_snapshots": ("counter", {"table", "outcome"}),
     "livetables_snapshot_restore_seconds": ("gauge", {"table"}),
+    "livetables_derived_refresh_seconds": ("histogram", {"table"}),
+    "livetables_derived_refresh_failures": ("counter", {"table"}),
+    "livetables_rows_expired": ("counter", {"table"}),
+    "livetables_expiry_failures": ("counter", {"table"}),
 }
 
 
@@ -82,6 +86,8 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service, tmp_
             "tables": {
                 "quotes": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
                 "log": {"topic": topic_name, "schema": SCHEMA, "limit": 100},
+                "recent": {"topic": topic_name, "schema": SCHEMA, "retention": "1h"},
+                "by_sym": {"from": "quotes", "view": {"group_by": ["sym"], "columns": ["qty"]}},
             },
         }
     )
@@ -126,6 +132,7 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service, tmp_
     assert service.metric("livetables_decode_errors_total", table="quotes", reason="invalid_json")
     assert service.metric("livetables_rows_applied_total", table="quotes", op="remove")
     assert service.metric("livetables_update_latency_seconds_count", table="quotes") > 0
+    assert service.metric("livetables_derived_refresh_seconds_count", table="by_sym") > 0
 
     def bounds(name: str) -> list[str]:
         samples = families[name].samples

@@ -35,6 +35,8 @@ def tables(kafka, topic_name, run_service):
                 "quotes": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
                 "log": {"topic": topic_name, "schema": SCHEMA},
                 "window": {"topic": topic_name, "schema": SCHEMA, "limit": 500},
+                # Derived tables are read-only always.
+                "by_sym": {"from": "log", "view": {"group_by": ["sym"], "columns": ["qty"]}},
                 "scratch": {
                     "topic": topic_name,
                     "schema": SCHEMA,
@@ -67,7 +69,7 @@ async def _write(table, operation: str) -> None:
 
 def test_remote_writes_are_refused_and_tables_stay_byte_for_byte_intact(tables):
     service = tables
-    read_only = ["quotes", "log", "window"]
+    read_only = ["quotes", "log", "window", "by_sym"]
     before = {name: _arrow(service, name) for name in read_only}
 
     async def scenario() -> dict[str, list[str]]:
