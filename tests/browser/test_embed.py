@@ -167,6 +167,34 @@ def test_mount_survives_a_service_restart_with_the_viewers_state(
     new_page.screenshot(page, f"{mode}-restarted")
 
 
+def test_a_mount_whose_table_changed_shape_across_a_restart_shows_the_new_table(
+    kafka, topic_name, run_service, other_origin, new_page
+):
+    """A restart with another schema: the replica makes a new worker table, the viewer
+    moves to it keeping its configuration, and the old table goes once no view needs it."""
+    kafka.create_topic(topic_name, partitions=1)
+    produce(kafka.bootstrap, topic_name, [_row("first")])
+    setup = Setup(kafka, topic_name, run_service, other_origin, table={"index": "id"})
+    page = new_page(setup.app.origin + "/")
+    page.evaluate(MOUNT, [setup.url, "t", "replicated", {"sort": [["id", "desc"]]}, None])
+    expect(_grid(page).get_by_text("FIRST", exact=True)).to_be_visible(timeout=30000)
+    setup.service.stop()
+    page.wait_for_function(f"() => ({STATE})() === 'reconnecting'", timeout=30000)
+    record = {"id": "second", "sym": "SECOND", "px": 2.0, "qty": 2, "venue": "XLON"}
+    produce(kafka.bootstrap, topic_name, [(0, b"second", json_bytes(record))])
+    setup.config["tables"]["t"]["schema"] = {**SCHEMA, "venue": "string"}
+    setup.restart()
+    page.wait_for_function(f"() => ({STATE})() === 'live'", timeout=30000)
+    columns = "async () => Object.keys(await (await window.mounted.viewer.getTable()).schema())"
+    wait_until(lambda: "venue" in page.evaluate(columns), what="the viewer on the new table")
+    expect(_grid(page).get_by_text("SECOND", exact=True)).to_be_visible(timeout=20000)
+    expect(_grid(page).get_by_text("FIRST", exact=True)).to_be_visible()
+    # The configuration it had is kept (its columns too: the new one is not forced in).
+    saved = page.evaluate("async () => window.mounted.viewer.save()")
+    assert saved["sort"] == [["id", "desc"]], saved
+    new_page.screenshot(page, "new-shape")
+
+
 def _churn(start: int, stop: int, rng: random.Random):
     """Upserts and tombstones over 200 keys, in one partition's order."""
     for seq in range(start, stop):
