@@ -40,10 +40,11 @@ function sharedReplica(root, table, token) {
 }
 
 async function serverFeed(root, table, token) {
+  const perspective = await loadClient(root);
+  // No await from here on: mounts made at once find the connection the first one made.
   const key = JSON.stringify([root.href, token]);
   let connection = connections.get(key);
   if (!connection || connection.closed) {
-    const perspective = await loadClient(root);
     connection = new ServerConnection(root, { token, websocket: (url) => perspective.websocket(url) });
     connections.set(key, connection);
   }
@@ -92,6 +93,8 @@ export async function mount(element, { url, table, mode = "replicated", viewer =
   viewerEl.style.cssText = "display: block; width: 100%; height: 100%;";
   element.replaceChildren(viewerEl);
   const readonly = !(viewer.plugin_config && "edit_mode" in viewer.plugin_config);
+  // As on the pages: no edit-mode button on a grid that cannot be edited.
+  if (readonly) viewerEl.style.setProperty("--toolbar-edit-mode--display", "none");
   const unbind = bindViewer(viewerEl, feed, { config: viewer, readonly });
 
   const show = () => {
