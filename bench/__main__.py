@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from bench import baselines
 from bench import formats as bench_formats
+from bench import snapshots as bench_snapshots
 from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
 from bench.peers import CSP_PYTHON, run_csp_ingest
 from bench.records import SCHEMA, produce, value
@@ -51,6 +52,7 @@ class Sizes:
     own_view_audiences: tuple[int, ...]
     live_rate: int
     decode_records: int
+    snapshot_interval: int
 
 
 FULL = Sizes(
@@ -67,6 +69,7 @@ FULL = Sizes(
     own_view_audiences=(50,),
     live_rate=10_000,
     decode_records=100_000,
+    snapshot_interval=5,
 )
 SMOKE = Sizes(
     append=20_000,
@@ -82,6 +85,7 @@ SMOKE = Sizes(
     own_view_audiences=(2,),
     live_rate=500,
     decode_records=2_000,
+    snapshot_interval=1,
 )
 
 
@@ -240,7 +244,8 @@ def arrow_bytes_per_row(sample: int = 100_000) -> float:
     return rows.nbytes / rows.num_rows
 
 
-def replay_and_memory(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
+def replay_and_memory(kafka: LocalKafka, sizes: Sizes, results: Results) -> str:
+    """Scenarios 3 and 5; returns the replay topic (scenario 7 restarts from it)."""
     progress("scenario 5 baseline: idle service memory")
     empty = new_topic(kafka, "empty")
     with ServedLivetables(kafka.bootstrap, {"t": {"topic": empty, "schema": SCHEMA}}) as idle:
@@ -273,6 +278,19 @@ def replay_and_memory(kafka: LocalKafka, sizes: Sizes, results: Results) -> None
         arrow_bytes_per_row=arrow,
         ratio=per_row / arrow,
     )
+    return topic
+
+
+def replay_topic(kafka: LocalKafka, sizes: Sizes) -> str:
+    progress(f"scenario 7: producing {sizes.replay:,} records")
+    topic = new_topic(kafka, "replay")
+    produce(kafka.bootstrap, topic, sizes.replay, PARTITIONS)
+    return topic
+
+
+def restart(kafka: LocalKafka, sizes: Sizes, results: Results, topic: str) -> None:
+    progress(f"scenario 7: restart of a {sizes.replay:,}-row table: replay vs snapshot")
+    bench_snapshots.restart(kafka, sizes, results, topic, new_topic)
 
 
 def latency(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
@@ -317,6 +335,7 @@ GROUPS = {
     "4": "4. Update latency under load (Kafka record timestamp to client callback)",
     "5": "5. Memory",
     "6": "6. Decode throughput per format (the batch decoders alone, one thread, no broker)",
+    "7": "7. Restart from a snapshot, and snapshots under live load",
 }
 
 
@@ -369,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny inputs: checks the suite runs")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")
     parser.add_argument(
-        "--only", choices=["ingest", "replay", "latency", "formats"], action="append"
+        "--only",
+        choices=["ingest", "replay", "latency", "formats", "snapshots"],
+        action="append",
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -385,11 +406,14 @@ def main(argv: list[str] | None = None) -> int:
             progress("starting a local Kafka broker")
             kafka.start()
         try:
-            scenarios = args.only or ["ingest", "replay", "latency", "formats"]
+            scenarios = args.only or ["ingest", "replay", "latency", "formats", "snapshots"]
             if "ingest" in scenarios:
                 ingest(kafka, sizes, results)
+            topic = None
             if "replay" in scenarios:
-                replay_and_memory(kafka, sizes, results)
+                topic = replay_and_memory(kafka, sizes, results)
+            if "snapshots" in scenarios:
+                restart(kafka, sizes, results, topic or replay_topic(kafka, sizes))
             if "latency" in scenarios:
                 latency(kafka, sizes, results)
             if "formats" in scenarios:

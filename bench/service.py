@@ -38,7 +38,14 @@ def _get(url: str) -> tuple[int, str]:
 class ServedLivetables:
     """A ``livetables serve`` process with one config; a context manager."""
 
-    def __init__(self, bootstrap: str, tables: dict, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        tables: dict,
+        log_dir: Path | None = None,
+        extra: dict | None = None,
+        log_level: str = "WARNING",
+    ) -> None:
         self.port = free_port()
         self.workdir = tempfile.TemporaryDirectory(prefix="livetables-bench-")
         self.config_path = Path(self.workdir.name) / "bench.yaml"
@@ -46,6 +53,7 @@ class ServedLivetables:
             "kafka": {"bootstrap_servers": bootstrap},
             "server": {"host": "127.0.0.1", "port": self.port},
             "tables": tables,
+            **(extra or {}),  # other top-level sections (snapshots, ...)
         }
         self.config_path.write_text(yaml.safe_dump(config))
         if log_dir is not None:
@@ -53,6 +61,7 @@ class ServedLivetables:
         self.log_path = (log_dir or Path(self.workdir.name)) / f"serve-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self.log_level = log_level
 
     @property
     def url(self) -> str:
@@ -67,7 +76,7 @@ class ServedLivetables:
                 "-m",
                 "service.cli",
                 "--log-level",
-                "WARNING",
+                self.log_level,
                 "serve",
                 "--config",
                 str(self.config_path),
@@ -86,6 +95,16 @@ class ServedLivetables:
                 self.process.kill()
         self.log.close()
         self.workdir.cleanup()
+
+    def terminate(self, timeout: float = 300.0) -> float:
+        """SIGTERM and wait for the exit; seconds it took (a clean shutdown's work included)."""
+        assert self.process is not None
+        started = time.perf_counter()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        if code != 0:
+            raise RuntimeError(f"livetables exited with {code}; see {self.log_path}")
+        return time.perf_counter() - started
 
     def consumed(self, table: str) -> float:
         status, text = _get(f"{self.url}/metrics")

@@ -669,6 +669,73 @@ def web() -> tuple[str, list[dict[str, Any]]]:
     )
 
 
+def snapshots() -> tuple[str, list[dict[str, Any]]]:
+    duration = "livetables_snapshot_duration_seconds"
+    failed = T[:-1] + ', outcome="failed"}'
+    return row(
+        "Snapshots",
+        [
+            stat(
+                "How tables started",
+                "How each table started on each instance: snapshot (loaded, then the tail of "
+                "its topics), replay (from its start policy: snapshots off, or none yet), or "
+                "fallback:<reason> (a snapshot was there but not usable, see the log line).",
+                "none",
+                f"max by (table, kind) (livetables_table_start{T} == 1)",
+                "{{table}}: {{kind}}",
+                graph=False,
+                text_mode="name",
+                w=6,
+                h=8,
+            ),
+            timeseries(
+                "Snapshot age",
+                "Seconds since the moment each table's newest snapshot stands for, oldest "
+                "instance. It saws up to the interval while a table changes; a steady climb "
+                "means snapshots fail or the table is idle (an unchanged table is not "
+                "written again). -1: none yet.",
+                "s",
+                targets((f"max by (table) (livetables_snapshot_age_seconds{T})", "{{table}}")),
+                w=6,
+            ),
+            timeseries(
+                "Snapshot duration",
+                "Time to fold a table's rows and write them durably (on a thread of its own; "
+                "ingestion goes on meanwhile): p50 and p99 per table.",
+                "s",
+                targets(
+                    (quantile(0.5, duration), "{{table}} p50"),
+                    (quantile(0.99, duration), "{{table}} p99"),
+                ),
+                w=6,
+            ),
+            timeseries(
+                "Snapshot size and failures",
+                "Bytes of each table's newest snapshot, and snapshots that failed (disk full, "
+                "permissions: the log says which).",
+                "bytes",
+                targets(
+                    (f"max by (table) (livetables_snapshot_bytes{T})", "{{table}} bytes"),
+                    (
+                        f"sum by (table) (increase(livetables_snapshots_total{failed}[{RATE}]))",
+                        "{{table}} failed",
+                    ),
+                ),
+                w=6,
+                overrides=[
+                    {
+                        "matcher": {"id": "byRegexp", "options": ".* failed"},
+                        "properties": [
+                            {"id": "unit", "value": "short"},
+                            {"id": "custom.axisPlacement", "value": "right"},
+                        ],
+                    }
+                ],
+            ),
+        ],
+    )
+
+
 def process() -> tuple[str, list[dict[str, Any]]]:
     return row(
         "Process",
@@ -822,7 +889,7 @@ def dashboard() -> dict[str, Any]:
         "graphTooltip": 1,
         "id": None,
         "links": [],
-        "panels": layout([overview(), kafka(), tables(), web(), process()]),
+        "panels": layout([overview(), kafka(), tables(), web(), snapshots(), process()]),
         "refresh": "30s",
         "schemaVersion": 39,
         "tags": ["livetables", "kafka", "perspective"],

@@ -90,6 +90,21 @@ BATCH_BUCKETS = (
 )
 
 
+# One snapshot: milliseconds for a small table, a minute for tens of millions of rows.
+SNAPSHOT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+# How a table can start (the ``kind`` label of livetables_table_start): a bounded set.
+START_KINDS = (
+    "snapshot",
+    "replay",
+    "fallback:config_changed",
+    "fallback:corrupt",
+    "fallback:retention",
+    "fallback:topic_changed",
+    "fallback:load_failed",
+)
+
+
 class BulkHistogram(Collector):
     """A labelled histogram that accepts a whole array of observations at once."""
 
@@ -290,6 +305,48 @@ class Metrics:
             "yet are kept).",
             registry=r,
         )
+        # How each table started, and its snapshots (service/snapshots/).
+        self.table_start = Gauge(
+            "livetables_table_start",
+            "1 for how a table started: snapshot (loaded, then the log's tail), replay (from "
+            "its start policy: snapshots off or none yet), or fallback:<reason> (a snapshot "
+            "was there but not usable: config_changed, corrupt, retention, topic_changed, "
+            "load_failed; replayed instead).",
+            ["table", "kind"],
+            registry=r,
+        )
+        self.snapshot_duration = Histogram(
+            "livetables_snapshot_duration_seconds",
+            "Seconds to take one snapshot of a table: fold its rows and write them durably "
+            "(on the snapshot thread; ingestion goes on meanwhile).",
+            ["table"],
+            buckets=SNAPSHOT_BUCKETS,
+            registry=r,
+        )
+        self.snapshot_bytes = Gauge(
+            "livetables_snapshot_bytes",
+            "Size of a table's newest snapshot file (written, or loaded at start-up).",
+            ["table"],
+            registry=r,
+        )
+        self.snapshot_age = Gauge(
+            "livetables_snapshot_age_seconds",
+            "Seconds since the moment a table's newest snapshot stands for; -1 while it has none.",
+            ["table"],
+            registry=r,
+        )
+        self.snapshots = Counter(
+            "livetables_snapshots",
+            "Snapshots of a table by outcome (written, failed).",
+            ["table", "outcome"],
+            registry=r,
+        )
+        self.snapshot_restore = Gauge(
+            "livetables_snapshot_restore_seconds",
+            "Seconds a table took at start-up to read, check and load its snapshot (0: none).",
+            ["table"],
+            registry=r,
+        )
         # The HTTP port under load or attack (service/web/server.py).
         self.http_connections = Gauge(
             "livetables_http_connections",
@@ -324,6 +381,22 @@ class Metrics:
         self.batch_rows.labels(table)
         self.table_rows.labels(table).set(0)
         self.table_ready.labels(table).set(0)
+        for kind in START_KINDS:
+            self.table_start.labels(table, kind).set(0)
+
+    def table_started(self, table: str, kind: str) -> None:
+        """Mark how ``table`` started (one of START_KINDS)."""
+        for known in START_KINDS:
+            self.table_start.labels(table, known).set(1 if known == kind else 0)
+
+    def init_snapshots(self, table: str) -> None:
+        """A table's snapshot series, at zero (age -1: none yet), when snapshots are on."""
+        self.snapshot_duration.labels(table)
+        self.snapshot_bytes.labels(table).set(0)
+        self.snapshot_age.labels(table).set(-1)
+        self.snapshot_restore.labels(table).set(0)
+        for outcome in ("written", "failed"):
+            self.snapshots.labels(table, outcome)
 
     def observe_latency(self, table: str, timestamps_ms: Any, applied_at: float) -> None:
         """Observe ``applied_at`` (epoch seconds) minus each Kafka record timestamp (epoch ms).

@@ -57,6 +57,10 @@ def summary(config: LivetablesConfig) -> str:
     if config.kafka.schema_registry is not None:
         lines.append(f"schema registry: {config.kafka.schema_registry.url}")
     lines.append(f"server: {config.server.host}:{config.server.port}")
+    if config.snapshots is not None:
+        lines.append(
+            f"snapshots: {config.snapshots.dir}, every {config.snapshots.interval_seconds:g} s"
+        )
     lines.append(f"tables: {len(config.tables)}")
     for name, table in config.tables.items():
         kind = (

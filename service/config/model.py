@@ -1,4 +1,4 @@
-"""The whole file: ``kafka``, ``server``, ``tables``, ``dashboards``, ``auth``.
+"""The whole file: ``kafka``, ``server``, ``tables``, ``dashboards``, ``auth``, ``snapshots``.
 
 Every scalar can be overridden from the environment with the ``LIVETABLES_``
 prefix and ``__`` between nested keys (``LIVETABLES_KAFKA__BOOTSTRAP_SERVERS``,
@@ -20,6 +20,7 @@ from service.config.auth import AuthConfig
 from service.config.dashboards import DashboardConfig
 from service.config.kafka import KafkaConfig
 from service.config.server import ServerConfig
+from service.config.snapshots import SnapshotsConfig
 from service.config.tables import TABLE_NAME, TableConfig
 
 
@@ -39,6 +40,7 @@ class LivetablesConfig(BaseSettings):
     tables: dict[str, TableConfig] = Field(min_length=1)
     dashboards: dict[str, DashboardConfig] = Field(default_factory=dict)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    snapshots: SnapshotsConfig | None = None
 
     # Where the configuration came from (for errors found later), and whether it is resolved.
     _source: str = PrivateAttr(default="<config>")

@@ -21,6 +21,7 @@ from service.ingest.reporting import BadRecordReport, DeadLetters
 from service.ingest.writer import TableWriter
 from service.metrics import Metrics
 from service.replication import Replicator
+from service.snapshots.keeper import SnapshotKeeper
 from service.tables import TableHost
 
 
@@ -42,7 +43,24 @@ class Ingestor:
         self.report = BadRecordReport(metrics)
         append_tables = frozenset(n for n, t in config.tables.items() if t.index is None)
         writer = TableWriter(host, self.replicator, metrics)
-        self.applier = Applier(writer, self.progress, metrics, append_tables)
+        kafka = config.kafka
+        self.consumer_properties = {
+            name: consumer_properties(kafka.bootstrap_servers, dict(kafka.client), t.start, name)
+            for name, t in config.tables.items()
+        }
+        # Snapshots (service/snapshots/): tables restored at start, mirrored while running.
+        self.snapshots: SnapshotKeeper | None = None
+        if config.snapshots is not None:
+            self.snapshots = SnapshotKeeper(
+                config.snapshots,
+                dict(config.tables),
+                writer,
+                self.progress,
+                metrics,
+                self.consumer_properties,
+            )
+        on_applied = self.snapshots.applied if self.snapshots is not None else None
+        self.applier = Applier(writer, self.progress, metrics, append_tables, on_applied)
         self.sources = [self._source(name) for name in config.tables]
 
     def _source(self, name: str) -> KafkaSource:
@@ -58,38 +76,54 @@ class Ingestor:
         def on_restart(_failure: BaseException) -> None:
             metrics.consumer_restarts.labels(name).inc()
 
+        snapshots = self.snapshots
+
+        def on_assigned(starts, ends) -> None:
+            progress.on_assigned(starts, ends)
+            if snapshots is not None:
+                snapshots.assigned(name, starts)
+
         def on_connected(connected: bool) -> None:
             progress.connected = connected
             metrics.kafka_connected.labels(name).set(1 if connected else 0)
 
         callbacks = SourceCallbacks(
             on_batch=on_batch,
-            on_assigned=progress.on_assigned,
+            on_assigned=on_assigned,
             on_watermarks=progress.on_watermarks,
             on_connected=on_connected,
             on_restart=on_restart,
         )
-        kafka = self.config.kafka
-        properties = consumer_properties(
-            kafka.bootstrap_servers, dict(kafka.client), table.start, name
-        )
         metrics.init_table(name)
         return KafkaSource(
-            name, table.topic_list, properties, table.start, callbacks, headers=bool(table.headers)
+            name,
+            table.topic_list,
+            self.consumer_properties[name],
+            table.start,
+            callbacks,
+            headers=bool(table.headers),
         )
 
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
         self.applier.start()
+        if self.snapshots is not None:
+            self.snapshots.start(self.sources)  # each source starts once its table is restored
+            return
         for source in self.sources:
+            self.metrics.table_started(source.name, "replay")
             source.start()
 
     def stop(self) -> None:
         self.applier.close_intake()
+        if self.snapshots is not None:
+            self.snapshots.stop_starting()
         for source in self.sources:
             source.stop()
         self.applier.stop()
+        if self.snapshots is not None:
+            self.snapshots.stop()  # the last snapshots, once nothing changes the tables
         self.dead_letters.close()
 
     def problems(self) -> list[str]:

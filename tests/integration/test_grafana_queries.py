@@ -324,7 +324,7 @@ def _has_data(result: list[dict]) -> bool:
 
 
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(
-    kafka, topic_name, run_service, prometheus
+    kafka, topic_name, run_service, prometheus, tmp_path
 ):
     kafka.create_topic(topic_name, partitions=2)
     kafka.create_topic(f"{topic_name}-dlq")
@@ -339,6 +339,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     service = run_service(
         {
             "kafka": {"bootstrap_servers": kafka.bootstrap},
+            "snapshots": {"dir": str(tmp_path / "snapshots"), "interval": "1s"},
             "tables": {
                 "ticks": {
                     "topic": topic_name,

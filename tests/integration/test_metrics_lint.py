@@ -31,6 +31,12 @@ CONTRACT = {
     "livetables_websocket_rejected_requests": ("counter", {"reason"}),
     "livetables_websocket_disconnects": ("counter", {"reason"}),
     "livetables_build_info": ("gauge", {"version"}),
+    "livetables_table_start": ("gauge", {"table", "kind"}),
+    "livetables_snapshot_duration_seconds": ("histogram", {"table"}),
+    "livetables_snapshot_bytes": ("gauge", {"table"}),
+    "livetables_snapshot_age_seconds": ("gauge", {"table"}),
+    "livetables_snapshots": ("counter", {"table", "outcome"}),
+    "livetables_snapshot_restore_seconds": ("gauge", {"table"}),
 }
 
 
@@ -56,7 +62,7 @@ async def _websocket_session(url: str, table_name: str) -> None:
     pump_task.cancel()
 
 
-def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
+def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service, tmp_path):
     kafka.create_topic(topic_name, partitions=2)
     records = []
     for i in range(400):
@@ -72,6 +78,7 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
     service = run_service(
         {
             "kafka": {"bootstrap_servers": kafka.bootstrap},
+            "snapshots": {"dir": str(tmp_path), "interval": "1s"},
             "tables": {
                 "quotes": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
                 "log": {"topic": topic_name, "schema": SCHEMA, "limit": 100},
@@ -79,6 +86,10 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
         }
     )
     wait_until(service.ready, what="catch-up")
+    wait_until(
+        lambda: service.metric("livetables_snapshots_total", table="log", outcome="written"),
+        what="a snapshot written",
+    )
     asyncio.run(_websocket_session(service.ws_url, "quotes"))
     wait_until(
         lambda: service.metric("livetables_websocket_disconnects_total", reason="client") == 1,
