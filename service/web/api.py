@@ -31,6 +31,17 @@ class TablesApi(BaseHandler):
     def initialize(self, state: ServiceState) -> None:
         self.state = state
 
+    async def prepare(self) -> None:
+        # A CORS preflight (an embedding page about to send its token in a header) never
+        # carries the token itself: answered without one, it says nothing but "GET with
+        # an Authorization header may follow" (service/security/cors.py adds the headers).
+        if self.request.method != "OPTIONS":
+            await super().prepare()
+
+    def options(self) -> None:
+        self.set_status(204)
+        self.finish()
+
     def get(self) -> None:
         # Only the tables this user may read: the others are not even named.
         write_json(self, [t for t in self.state.tables_summary() if self.may_read(t["name"])])

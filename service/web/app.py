@@ -8,6 +8,7 @@ from typing import Any
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
 from service.security.access import SESSION_REASONS, AccessPolicy
+from service.security.cors import CorsPolicy, cors_transform
 from service.security.guard import GuardPolicy
 from service.security.headers import header_transform
 from service.security.refusals import REASONS
@@ -119,6 +120,11 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         websocket_ping_timeout=server.websocket_ping_timeout_seconds,
         log_function=log_request,
         default_handler_class=NotFound,
-        transforms=[header_transform(server.frame_ancestors)],
+        # Security headers on every answer; CORS on what embedding pages of the
+        # server.allowed_origins load (service/security/cors.py).
+        transforms=[
+            header_transform(server.frame_ancestors),
+            cors_transform(CorsPolicy(access.origins)),
+        ],
         access=access,  # read by every handler's prepare() (service/web/base.py)
     )
