@@ -21,7 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from bench import baselines
+from bench import derived as bench_derived
 from bench import formats as bench_formats
+from bench import snapshots as bench_snapshots
 from bench.latency import LIVE_SCHEMA, ClientProcess, LiveProducer
 from bench.peers import CSP_PYTHON, run_csp_ingest
 from bench.records import SCHEMA, produce, value
@@ -34,6 +36,8 @@ from service.localkafka import LocalKafka
 HERE = Path(__file__).parent
 LOGS = HERE / "out"
 PARTITIONS = 4
+# Every benchmark client connects from one address: let the largest audience in.
+AUDIENCE_LIMITS = {"max_websocket_sessions_per_address": 1000}
 
 
 @dataclass
@@ -51,6 +55,11 @@ class Sizes:
     own_view_audiences: tuple[int, ...]
     live_rate: int
     decode_records: int
+    snapshot_interval: int
+    derived_source: int
+    derived_updates: int
+    retention_window_s: int
+    retention_seconds: int
 
 
 FULL = Sizes(
@@ -67,6 +76,11 @@ FULL = Sizes(
     own_view_audiences=(50,),
     live_rate=10_000,
     decode_records=100_000,
+    snapshot_interval=5,
+    derived_source=1_000_000,
+    derived_updates=20,
+    retention_window_s=30,
+    retention_seconds=180,
 )
 SMOKE = Sizes(
     append=20_000,
@@ -82,6 +96,11 @@ SMOKE = Sizes(
     own_view_audiences=(2,),
     live_rate=500,
     decode_records=2_000,
+    snapshot_interval=1,
+    derived_source=5_000,
+    derived_updates=3,
+    retention_window_s=1,
+    retention_seconds=3,
 )
 
 
@@ -240,7 +259,8 @@ def arrow_bytes_per_row(sample: int = 100_000) -> float:
     return rows.nbytes / rows.num_rows
 
 
-def replay_and_memory(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
+def replay_and_memory(kafka: LocalKafka, sizes: Sizes, results: Results) -> str:
+    """Scenarios 3 and 5; returns the replay topic (scenario 7 restarts from it)."""
     progress("scenario 5 baseline: idle service memory")
     empty = new_topic(kafka, "empty")
     with ServedLivetables(kafka.bootstrap, {"t": {"topic": empty, "schema": SCHEMA}}) as idle:
@@ -273,6 +293,19 @@ def replay_and_memory(kafka: LocalKafka, sizes: Sizes, results: Results) -> None
         arrow_bytes_per_row=arrow,
         ratio=per_row / arrow,
     )
+    return topic
+
+
+def replay_topic(kafka: LocalKafka, sizes: Sizes) -> str:
+    progress(f"scenario 7: producing {sizes.replay:,} records")
+    topic = new_topic(kafka, "replay")
+    produce(kafka.bootstrap, topic, sizes.replay, PARTITIONS)
+    return topic
+
+
+def restart(kafka: LocalKafka, sizes: Sizes, results: Results, topic: str) -> None:
+    progress(f"scenario 7: restart of a {sizes.replay:,}-row table: replay vs snapshot")
+    bench_snapshots.restart(kafka, sizes, results, topic, new_topic)
 
 
 def latency(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
@@ -284,7 +317,9 @@ def latency(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
             tables = {
                 "t": {"topic": topic, "schema": LIVE_SCHEMA, "limit": 100_000, "start": "latest"}
             }
-            with ServedLivetables(kafka.bootstrap, tables, log_dir=LOGS) as served:
+            with ServedLivetables(
+                kafka.bootstrap, tables, log_dir=LOGS, server=AUDIENCE_LIMITS
+            ) as served:
                 served.wait_ready(120)
                 # Clients join first, then the stream starts: every client sees the same
                 # stream, and joining does not compete with it.
@@ -318,6 +353,10 @@ GROUPS = {
     "4": "4. Update latency under load (Kafka record timestamp to client callback)",
     "5": "5. Memory",
     "6": "6. Decode throughput per format (the batch decoders alone, one thread, no broker)",
+    "7": "7. Restart from a snapshot, and snapshots under live load",
+    "8": "8. Derived tables: what the source pays (engine only, 1000-row updates)",
+    "9": "9. Derived tables: replicated viewers (record timestamp to client, refresh 250 ms)",
+    "10": "10. Retention: rows and resident memory under a steady stream, window full",
 }
 
 
@@ -356,7 +395,7 @@ def write_report(results: Results, path: Path, smoke: bool, seconds: float) -> N
         "pre-produced to a 4-partition topic. `ratio` = livetables' rate / that row's rate",
         "(for memory: resident bytes per row / Arrow bytes per row).",
     ]
-    for prefix, title in sorted(GROUPS.items(), key=lambda item: item[0]):
+    for prefix, title in sorted(GROUPS.items(), key=lambda item: int(item[0])):
         rows = [r for r in results.rows if str(r["scenario"]).startswith(prefix + " ")]
         if rows:
             lines += ["", f"## {title}", "", *_table(rows)]
@@ -370,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny inputs: checks the suite runs")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting a local broker")
     parser.add_argument(
-        "--only", choices=["ingest", "replay", "latency", "formats"], action="append"
+        "--only",
+        choices=["ingest", "replay", "latency", "formats", "snapshots", "derived"],
+        action="append",
     )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -386,15 +427,31 @@ def main(argv: list[str] | None = None) -> int:
             progress("starting a local Kafka broker")
             kafka.start()
         try:
-            scenarios = args.only or ["ingest", "replay", "latency", "formats"]
+            scenarios = args.only or [
+                "ingest",
+                "replay",
+                "latency",
+                "formats",
+                "snapshots",
+                "derived",
+            ]
             if "ingest" in scenarios:
                 ingest(kafka, sizes, results)
+            topic = None
             if "replay" in scenarios:
-                replay_and_memory(kafka, sizes, results)
+                topic = replay_and_memory(kafka, sizes, results)
+            if "snapshots" in scenarios:
+                restart(kafka, sizes, results, topic or replay_topic(kafka, sizes))
             if "latency" in scenarios:
                 latency(kafka, sizes, results)
             if "formats" in scenarios:
                 decode_formats(sizes, results)
+            if "derived" in scenarios:
+                bench_derived.source_update_cost(
+                    sizes.derived_source, sizes.derived_updates, results
+                )
+                bench_derived.replicated_viewers(kafka, sizes, results, new_topic)
+                bench_derived.retention_memory(kafka, sizes, results, new_topic)
         finally:
             if not args.bootstrap:
                 kafka.stop()

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -35,11 +36,17 @@ LIVE_SCHEMA = {"i": "integer", "s": "string", "p": "float", "q": "integer", "t":
 
 
 class LiveProducer:
-    """Produces ``rate`` records/s in 10 ms ticks until stopped."""
+    """Produces ``rate`` records/s in 10 ms ticks until stopped (``make_value(seq, rng)``)."""
 
-    def __init__(self, bootstrap: str, topic: str, rate: int) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        rate: int,
+        make_value: Callable[[int, random.Random], bytes] = live_value,
+    ) -> None:
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
-        self.topic, self.rate = topic, rate
+        self.topic, self.rate, self.make_value = topic, rate, make_value
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -48,7 +55,7 @@ class LiveProducer:
         next_at = time.perf_counter()
         while not self._stop.is_set():
             for _ in range(int(self.rate * tick)):
-                self.producer.produce(self.topic, live_value(seq, rng))
+                self.producer.produce(self.topic, self.make_value(seq, rng))
                 seq += 1
             self.producer.poll(0)
             next_at += tick

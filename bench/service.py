@@ -44,6 +44,8 @@ class ServedLivetables:
         bootstrap: str,
         tables: dict,
         log_dir: Path | None = None,
+        extra: dict | None = None,
+        log_level: str = "WARNING",
         server: dict | None = None,
     ) -> None:
         self.port = free_port()
@@ -53,6 +55,7 @@ class ServedLivetables:
             "kafka": {"bootstrap_servers": bootstrap},
             "server": {"host": "127.0.0.1", "port": self.port, **(server or {})},
             "tables": tables,
+            **(extra or {}),  # other top-level sections (snapshots, ...)
         }
         self.config_path.write_text(yaml.safe_dump(config))
         if log_dir is not None:
@@ -60,6 +63,7 @@ class ServedLivetables:
         self.log_path = (log_dir or Path(self.workdir.name)) / f"serve-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self.log_level = log_level
 
     @property
     def url(self) -> str:
@@ -74,7 +78,7 @@ class ServedLivetables:
                 "-m",
                 "service.cli",
                 "--log-level",
-                "WARNING",
+                self.log_level,
                 "serve",
                 "--config",
                 str(self.config_path),
@@ -97,6 +101,16 @@ class ServedLivetables:
     def metrics_text(self) -> str:
         status, text = _get(f"{self.url}/metrics")
         return text if status == 200 else ""
+
+    def terminate(self, timeout: float = 300.0) -> float:
+        """SIGTERM and wait for the exit; seconds it took (a clean shutdown's work included)."""
+        assert self.process is not None
+        started = time.perf_counter()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        if code != 0:
+            raise RuntimeError(f"livetables exited with {code}; see {self.log_path}")
+        return time.perf_counter() - started
 
     def consumed(self, table: str) -> float:
         status, text = _get(f"{self.url}/metrics")

@@ -136,6 +136,17 @@ class KafkaSource:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def resume_at(self, offsets: dict[Partition, int]) -> None:
+        """Start these partitions at these offsets instead of the start policy (before start).
+
+        The owner restored the table from a snapshot that holds everything before
+        them. Partitions not listed are read from the beginning, as partitions
+        that appear while running are: they came after the snapshot.
+        """
+        if self._thread.ident is not None:
+            raise RuntimeError("resume offsets are set before the source starts")
+        self._resume = dict(offsets)
+
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() or not self._thread.ident
@@ -352,7 +363,7 @@ class KafkaSource:
             self.name,
             len(new),
             ", ".join(sorted({t for t, _ in new})),
-            f"where the last hand-over stopped ({len(resumed)} resumed)" if resumed else policy,
+            f"at saved offsets ({len(resumed)} resumed)" if resumed else policy,
         )
         first_starts = {tp: o for tp, o in starts.items() if o >= 0 and tp not in resumed}
         self._notify(self.callbacks.on_assigned, first_starts, ends)

@@ -562,6 +562,62 @@ def tables() -> tuple[str, list[dict[str, Any]]]:
     )
 
 
+def derived_and_retention() -> tuple[str, list[dict[str, Any]]]:
+    refresh = "livetables_derived_refresh_seconds"
+    return row(
+        "Derived tables and retention",
+        [
+            timeseries(
+                "Derived table refresh time",
+                "One refresh of a derived table (a grouped view over its source): reading the "
+                "view, finding the groups that changed, applying them; p50 and p99 per table. "
+                "It grows with the number of groups, not with the source.",
+                "s",
+                targets(
+                    (quantile(0.5, refresh), "{{table}} p50"),
+                    (quantile(0.99, refresh), "{{table}} p99"),
+                ),
+                w=8,
+            ),
+            timeseries(
+                "Derived table refreshes and changed groups",
+                "Refreshes per second per derived table (at most one per refresh interval, "
+                "only when the source changed), groups updated or removed per second, and "
+                "failed refreshes (retried after the interval; the log says why).",
+                "short",
+                targets(
+                    (f"sum by (table) ({rate(refresh + '_count')})", "{{table}} refreshes"),
+                    (
+                        f"sum by (table, op) ({rate('livetables_rows_applied_total')})"
+                        f" and on (table) {refresh}_count{T}",
+                        "{{table}} groups {{op}}",
+                    ),
+                    (
+                        f"sum by (table) ({rate('livetables_derived_refresh_failures_total')})",
+                        "{{table}} failures",
+                    ),
+                ),
+                w=8,
+            ),
+            timeseries(
+                "Rows expired",
+                "Rows removed per second because they were older than the table's retention, "
+                "and failed expiry ticks (retried on the next tick). Under a steady stream "
+                "with a full window, rows expire as fast as they arrive.",
+                "count:rows/s",
+                targets(
+                    (f"sum by (table) ({rate('livetables_rows_expired_total')})", "{{table}}"),
+                    (
+                        f"sum by (table) ({rate('livetables_expiry_failures_total')})",
+                        "{{table}} failures",
+                    ),
+                ),
+                w=8,
+            ),
+        ],
+    )
+
+
 def web() -> tuple[str, list[dict[str, Any]]]:
     return row(
         "Web",
@@ -664,6 +720,73 @@ def web() -> tuple[str, list[dict[str, Any]]]:
                         "{{reason}}",
                     )
                 ),
+            ),
+        ],
+    )
+
+
+def snapshots() -> tuple[str, list[dict[str, Any]]]:
+    duration = "livetables_snapshot_duration_seconds"
+    failed = T[:-1] + ', outcome="failed"}'
+    return row(
+        "Snapshots",
+        [
+            stat(
+                "How tables started",
+                "How each table started on each instance: snapshot (loaded, then the tail of "
+                "its topics), replay (from its start policy: snapshots off, or none yet), or "
+                "fallback:<reason> (a snapshot was there but not usable, see the log line).",
+                "none",
+                f"max by (table, kind) (livetables_table_start{T} == 1)",
+                "{{table}}: {{kind}}",
+                graph=False,
+                text_mode="name",
+                w=6,
+                h=8,
+            ),
+            timeseries(
+                "Snapshot age",
+                "Seconds since the moment each table's newest snapshot stands for, oldest "
+                "instance. It saws up to the interval while a table changes; a steady climb "
+                "means snapshots fail or the table is idle (an unchanged table is not "
+                "written again). -1: none yet.",
+                "s",
+                targets((f"max by (table) (livetables_snapshot_age_seconds{T})", "{{table}}")),
+                w=6,
+            ),
+            timeseries(
+                "Snapshot duration",
+                "Time to fold a table's rows and write them durably (on a thread of its own; "
+                "ingestion goes on meanwhile): p50 and p99 per table.",
+                "s",
+                targets(
+                    (quantile(0.5, duration), "{{table}} p50"),
+                    (quantile(0.99, duration), "{{table}} p99"),
+                ),
+                w=6,
+            ),
+            timeseries(
+                "Snapshot size and failures",
+                "Bytes of each table's newest snapshot, and snapshots that failed (disk full, "
+                "permissions: the log says which).",
+                "bytes",
+                targets(
+                    (f"max by (table) (livetables_snapshot_bytes{T})", "{{table}} bytes"),
+                    (
+                        f"sum by (table) (increase(livetables_snapshots_total{failed}[{RATE}]))",
+                        "{{table}} failed",
+                    ),
+                ),
+                w=6,
+                overrides=[
+                    {
+                        "matcher": {"id": "byRegexp", "options": ".* failed"},
+                        "properties": [
+                            {"id": "unit", "value": "short"},
+                            {"id": "custom.axisPlacement", "value": "right"},
+                        ],
+                    }
+                ],
             ),
         ],
     )
@@ -822,7 +945,9 @@ def dashboard() -> dict[str, Any]:
         "graphTooltip": 1,
         "id": None,
         "links": [],
-        "panels": layout([overview(), kafka(), tables(), web(), process()]),
+        "panels": layout(
+            [overview(), kafka(), tables(), web(), derived_and_retention(), snapshots(), process()]
+        ),
         "refresh": "30s",
         "schemaVersion": 39,
         "tags": ["livetables", "kafka", "perspective"],

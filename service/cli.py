@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--bootstrap", help="use this existing Kafka (HOST:PORT) instead")
     demo.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    demo.add_argument(
+        "--embed-port",
+        type=int,
+        help="port of the example app that embeds the tables from another origin "
+        "(default: the port after --port)",
+    )
     return parser
 
 
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from service.demo import run_demo
 
-        run_demo(args.bootstrap, args.host, args.port)
+        run_demo(args.bootstrap, args.host, args.port, example_port=args.embed_port)
         return 0
     return 1
 

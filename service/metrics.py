@@ -92,6 +92,21 @@ BATCH_BUCKETS = (
 )
 
 
+# One snapshot: milliseconds for a small table, a minute for tens of millions of rows.
+SNAPSHOT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+# How a table can start (the ``kind`` label of livetables_table_start): a bounded set.
+START_KINDS = (
+    "snapshot",
+    "replay",
+    "fallback:config_changed",
+    "fallback:corrupt",
+    "fallback:retention",
+    "fallback:topic_changed",
+    "fallback:load_failed",
+)
+
+
 class BulkHistogram(Collector):
     """A labelled histogram that accepts a whole array of observations at once."""
 
@@ -326,6 +341,75 @@ class Metrics:
             "yet are kept).",
             registry=r,
         )
+        # Derived tables (service/derived) and retention (service/retention).
+        self.derived_refresh = Histogram(
+            "livetables_derived_refresh_seconds",
+            "Seconds one refresh of a derived table took: reading the grouped view over its "
+            "source, finding the groups that changed, applying them.",
+            ["table"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.derived_refresh_failures = Counter(
+            "livetables_derived_refresh_failures",
+            "Refreshes of a derived table that failed (retried after its interval).",
+            ["table"],
+            registry=r,
+        )
+        self.rows_expired = Counter(
+            "livetables_rows_expired",
+            "Rows removed from a table because they were older than its retention.",
+            ["table"],
+            registry=r,
+        )
+        self.expiry_failures = Counter(
+            "livetables_expiry_failures",
+            "Expiry ticks of a table that failed (retried on the next tick).",
+            ["table"],
+            registry=r,
+        )
+        # How each table started, and its snapshots (service/snapshots/).
+        self.table_start = Gauge(
+            "livetables_table_start",
+            "1 for how a table started: snapshot (loaded, then the log's tail), replay (from "
+            "its start policy: snapshots off or none yet), or fallback:<reason> (a snapshot "
+            "was there but not usable: config_changed, corrupt, retention, topic_changed, "
+            "load_failed; replayed instead).",
+            ["table", "kind"],
+            registry=r,
+        )
+        self.snapshot_duration = Histogram(
+            "livetables_snapshot_duration_seconds",
+            "Seconds to take one snapshot of a table: fold its rows and write them durably "
+            "(on the snapshot thread; ingestion goes on meanwhile).",
+            ["table"],
+            buckets=SNAPSHOT_BUCKETS,
+            registry=r,
+        )
+        self.snapshot_bytes = Gauge(
+            "livetables_snapshot_bytes",
+            "Size of a table's newest snapshot file (written, or loaded at start-up).",
+            ["table"],
+            registry=r,
+        )
+        self.snapshot_age = Gauge(
+            "livetables_snapshot_age_seconds",
+            "Seconds since the moment a table's newest snapshot stands for; -1 while it has none.",
+            ["table"],
+            registry=r,
+        )
+        self.snapshots = Counter(
+            "livetables_snapshots",
+            "Snapshots of a table by outcome (written, failed).",
+            ["table", "outcome"],
+            registry=r,
+        )
+        self.snapshot_restore = Gauge(
+            "livetables_snapshot_restore_seconds",
+            "Seconds a table took at start-up to read, check and load its snapshot (0: none).",
+            ["table"],
+            registry=r,
+        )
         # The HTTP port under load or attack (service/web/server.py).
         self.http_connections = Gauge(
             "livetables_http_connections",
@@ -364,6 +448,39 @@ class Metrics:
         self.table_ready.labels(table).set(0)
         if table not in self.stage_cpu.tables:
             self.stage_cpu.tables.append(table)
+        for kind in START_KINDS:
+            self.table_start.labels(table, kind).set(0)
+
+    def table_started(self, table: str, kind: str) -> None:
+        """Mark how ``table`` started (one of START_KINDS)."""
+        for known in START_KINDS:
+            self.table_start.labels(table, known).set(1 if known == kind else 0)
+
+    def init_snapshots(self, table: str) -> None:
+        """A table's snapshot series, at zero (age -1: none yet), when snapshots are on."""
+        self.snapshot_duration.labels(table)
+        self.snapshot_bytes.labels(table).set(0)
+        self.snapshot_age.labels(table).set(-1)
+        self.snapshot_restore.labels(table).set(0)
+        for outcome in ("written", "failed"):
+            self.snapshots.labels(table, outcome)
+
+    def init_derived(self, table: str) -> None:
+        """A derived table's series at zero: rows, updates, readiness and refreshes.
+
+        It consumes no records, so it has no consumer, lag or latency series.
+        """
+        for op in ("update", "remove"):
+            self.rows_applied.labels(table, op)
+        self.update_duration.labels(table)
+        self.table_rows.labels(table).set(0)
+        self.table_ready.labels(table).set(0)
+        self.derived_refresh.labels(table)
+        self.derived_refresh_failures.labels(table)
+
+    def init_retention(self, table: str) -> None:
+        self.rows_expired.labels(table)
+        self.expiry_failures.labels(table)
 
     def observe_latency(self, table: str, timestamps_ms: Any, applied_at: float) -> None:
         """Observe ``applied_at`` (epoch seconds) minus each Kafka record timestamp (epoch ms).

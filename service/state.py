@@ -5,11 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.config import LivetablesConfig
+from service.config import LivetablesConfig, TableConfig
+from service.config.durations import format_duration
 from service.ingest import Ingestor
 from service.metrics import Metrics
 from service.replication import Replicator
 from service.tables import TableHost
+
+
+def _extras(table: TableConfig) -> dict[str, Any]:
+    """What only derived tables and tables with retention have."""
+    extras: dict[str, Any] = {}
+    if table.derived:
+        assert table.view is not None
+        extras["from"] = table.from_
+        extras["view"] = table.view.model_dump(exclude_defaults=True)
+        extras["refresh"] = format_duration(table.refresh)
+    if table.retention is not None:
+        extras["retention"] = format_duration(table.retention)
+        extras["retention_column"] = table.retention_column
+    return extras
 
 
 @dataclass
@@ -28,7 +43,7 @@ class ServiceState:
                 {
                     "name": name,
                     "topics": table.topic_list,
-                    "format": table.format,
+                    "format": None if table.derived else table.format,
                     "rows": self.host.size(name),
                     "schema": dict(table.schema_),
                     "index": table.index,
@@ -37,6 +52,7 @@ class ServiceState:
                     "ready": progress.ready,
                     "kafka_connected": progress.connected,
                     "editable": table.editable,
+                    **_extras(table),
                 }
             )
         return out

@@ -9,6 +9,7 @@ arrive here already decoded and folded: each is applied with at most one
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import AbstractContextManager
 
 import perspective
@@ -20,6 +21,13 @@ from service.config import LivetablesConfig, TableConfig
 from service.engine import EngineWorkers, TableGate
 
 log = logging.getLogger(__name__)
+
+# perspective 4.3.0 computes the pivoted (group_by/split_by) views of a table on a shared
+# thread pool inside each update(), and each view waits on tasks of its own in that pool:
+# with as many pivoted views on one table as the pool has threads, update() can wait
+# forever (measured: 2 threads, 2 views: half the updates hung; 64 threads, 60 views: none).
+# The pool defaults to the core count; its threads idle when unused and cost no speed.
+ENGINE_POOL_THREADS = 64
 
 # Rolling-window tables slow down superlinearly with the batch size once full,
 # so their updates are applied in slices of at most this many rows. Measured on a
@@ -33,6 +41,7 @@ class TableHost:
 
     def __init__(self, config: LivetablesConfig) -> None:
         self.config = config
+        perspective.set_num_cpus(max(ENGINE_POOL_THREADS, perspective.num_cpus()))
         self.server = perspective.Server()
         self.client = self.server.new_local_client()
         # Clients' engine calls (websocket sessions, replica snapshots) run here, off the IOLoop.
@@ -51,16 +60,18 @@ class TableHost:
             self.gates[name] = TableGate()
             self.row_counts[name] = 0
             if not table.editable:
-                self.distinct[name] = DistinctValues(list(table.schema_))
+                self.distinct[name] = DistinctValues(list(table.engine_schema))
 
     def _create(self, name: str, table: TableConfig) -> perspective.Table:
+        # The engine's index and limit: a derived table is indexed on its group key, an
+        # append table with retention on its row numbers (see TableConfig.engine_index).
         options: dict[str, object] = {"name": name}
-        if table.index is not None:
-            options["index"] = table.index
-        if table.limit is not None:
-            options["limit"] = table.limit
+        if table.engine_index is not None:
+            options["index"] = table.engine_index
+        if table.engine_limit is not None:
+            options["limit"] = table.engine_limit
         log.info("hosting table %s (%s)", name, ", ".join(f"{k}={v}" for k, v in options.items()))
-        return self.client.table(dict(table.schema_), **options)
+        return self.client.table(table.engine_schema, **options)
 
     def apply(self, name: str, batch: DecodedBatch) -> None:
         """Apply one decoded batch: its rows, then its removals (their keys are disjoint)."""
@@ -75,8 +86,37 @@ class TableHost:
                 table.remove(batch.removals.to_pylist())
             self.row_counts[name] = table.size()
 
+    def load(self, name: str, body: bytes, rows: pa.Table) -> None:
+        """Fill an empty table with a snapshot's rows in one update of its Arrow IPC ``body``.
+
+        ``rows`` are the same rows, read by the distinct-value bounds on a thread of
+        their own meanwhile (the engine and pyarrow both release the GIL, so on a
+        10M-row table this costs no time); no client reads the table until both are
+        done, or a view priced meanwhile would not know the values yet.
+        """
+        table = self.tables[name]
+        with self.gates[name].writing():
+            counting = None
+            if rows.num_rows and name in self.distinct:
+                counting = threading.Thread(
+                    target=self.distinct[name].observe, args=(rows,), name=f"distinct-{name}"
+                )
+                counting.start()
+            try:
+                table.update(body)
+            finally:
+                if counting is not None:
+                    counting.join()
+            self.row_counts[name] = table.size()
+
+    def clear(self, name: str) -> None:
+        """Empty a table (after a load that failed, before it is replayed instead)."""
+        with self.gates[name].writing():
+            self.tables[name].clear()
+            self.row_counts[name] = self.tables[name].size()
+
     def _update(self, name: str, table: perspective.Table, rows: pa.Table) -> None:
-        limit = self.config.tables[name].limit
+        limit = self.config.tables[name].engine_limit
         # perspective 4.3.0 loses the nulls of a multi-chunk Arrow table whose chunks differ in
         # having nulls (a missing field became 0.0 / ""); one chunk per column is read right.
         rows = rows.combine_chunks()
@@ -107,7 +147,7 @@ class TableHost:
         return self.tables[name].size()
 
     def columns(self, name: str) -> list[str]:
-        return list(self.config.tables[name].schema_)
+        return list(self.config.tables[name].engine_schema)
 
     def distinct_bound(self, name: str, column: str) -> int | None:
         """At most this many distinct values in ``column``, or None if unknown."""

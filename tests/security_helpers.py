@@ -1,4 +1,4 @@
-"""Helpers for the security and fault tests: a service in a process of its own, remote clients.
+"""Helpers for the security and fault tests: a service in a process of its own, raw sockets.
 
 A service that a test tries to crash (fuzzing) or whose memory it measures
 (a stalled client) runs as ``livetables serve`` in a subprocess: a crash is then
@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import perspective
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPRequest
@@ -118,42 +117,12 @@ class ServiceProcess:
         return 0.0
 
 
-async def connect(
+async def open_socket(
     url: str, headers: dict[str, str] | None = None, **kwargs: Any
 ) -> WebSocketClientConnection:
+    """A websocket with no Perspective client on it: for handshakes and frames by hand.
+    (A Perspective client over a websocket is service.remote.connect.)"""
     return await websocket_connect(HTTPRequest(url, headers=headers or {}), **kwargs)
-
-
-class RemoteClient:
-    """A stock Perspective client over a websocket; ``frames`` records what it sent."""
-
-    def __init__(self, socket: WebSocketClientConnection, record: bool = False) -> None:
-        self.socket = socket
-        self.frames: list[bytes] = []
-        self.record = record
-        self.client = perspective.AsyncClient(self._send)
-        self._pump = asyncio.ensure_future(self._read())
-
-    @classmethod
-    async def open(cls, url: str, headers: dict[str, str] | None = None, record: bool = False):
-        return cls(await connect(url, headers), record)
-
-    async def _send(self, frame: bytes) -> None:
-        if self.record:
-            self.frames.append(frame)
-        await self.socket.write_message(frame, binary=True)
-
-    async def _read(self) -> None:
-        while (message := await self.socket.read_message()) is not None:
-            if isinstance(message, bytes):
-                await self.client.handle_response(message)
-
-    def stop_reading(self) -> None:
-        self._pump.cancel()
-
-    async def close(self) -> None:
-        self._pump.cancel()
-        self.socket.close()
 
 
 async def poll(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

@@ -17,6 +17,7 @@ from service.config.loading import load, load_config, parse_config, summary
 from service.config.model import LivetablesConfig
 from service.config.resolve import resolve_config
 from service.config.server import ServerConfig
+from service.config.snapshots import SnapshotsConfig
 from service.config.specs import decode_spec
 from service.config.tables import ColumnType, TableConfig
 
@@ -36,6 +37,7 @@ __all__ = [
     "RegistryTls",
     "SchemaRegistryConfig",
     "ServerConfig",
+    "SnapshotsConfig",
     "StartPolicy",
     "Strict",
     "TableAccessConfig",

@@ -10,8 +10,10 @@ import yaml
 from pydantic import ValidationError
 
 from service.config.base import ConfigError, format_validation_error
+from service.config.durations import format_duration
 from service.config.model import LivetablesConfig
 from service.config.resolve import resolve_config
+from service.config.tables import TableConfig
 
 
 def parse_config(data: Any, source: str = "<config>") -> LivetablesConfig:
@@ -51,14 +53,34 @@ def load(path: str | os.PathLike[str]) -> LivetablesConfig:
     return config
 
 
+def _derived_summary(name: str, table: TableConfig) -> str:
+    assert table.view is not None
+    cols = (
+        ", ".join(f"{c}: {t}" for c, t in table.schema_.items())
+        if table.schema_ is not None
+        else ", ".join(table.view.output_names())
+    )
+    return (
+        f"  {name}: derived from {table.from_}, one row per {', '.join(table.view.group_by)}, "
+        f"refreshed within {format_duration(table.refresh)}; columns {cols}"
+    )
+
+
 def summary(config: LivetablesConfig) -> str:
     """A human summary for ``livetables check``."""
     lines = [f"kafka: {config.kafka.bootstrap_servers}"]
     if config.kafka.schema_registry is not None:
         lines.append(f"schema registry: {config.kafka.schema_registry.url}")
     lines.append(f"server: {config.server.host}:{config.server.port}")
+    if config.snapshots is not None:
+        lines.append(
+            f"snapshots: {config.snapshots.dir}, every {config.snapshots.interval_seconds:g} s"
+        )
     lines.append(f"tables: {len(config.tables)}")
     for name, table in config.tables.items():
+        if table.derived:
+            lines.append(_derived_summary(name, table))
+            continue
         kind = (
             f"indexed on {table.index}"
             if table.index
@@ -71,8 +93,14 @@ def summary(config: LivetablesConfig) -> str:
             if table.schema_ is not None
             else "derived from the record schema at start-up"
         )
+        retention = (
+            f", rows kept {format_duration(table.retention)}"
+            f" by {table.retention_column or 'record timestamp'}"
+            if table.retention is not None
+            else ""
+        )
         lines.append(
-            f"  {name}: {table.format} from {', '.join(table.topic_list)}, {kind}, "
+            f"  {name}: {table.format} from {', '.join(table.topic_list)}, {kind}{retention}, "
             f"start {table.start}; columns {cols}"
         )
     if config.dashboards:

@@ -1,4 +1,4 @@
-"""The whole file: ``kafka``, ``server``, ``tables``, ``dashboards``, ``auth``.
+"""The whole file: ``kafka``, ``server``, ``tables``, ``dashboards``, ``auth``, ``snapshots``.
 
 Every scalar can be overridden from the environment with the ``LIVETABLES_``
 prefix and ``__`` between nested keys (``LIVETABLES_KAFKA__BOOTSTRAP_SERVERS``,
@@ -20,7 +20,34 @@ from service.config.auth import AuthConfig
 from service.config.dashboards import DashboardConfig
 from service.config.kafka import KafkaConfig
 from service.config.server import ServerConfig
+from service.config.snapshots import SnapshotsConfig
 from service.config.tables import TABLE_NAME, TableConfig
+
+
+def published_columns(table: TableConfig) -> dict[str, str | None] | None:
+    """A table's columns with their types where known yet; None if not even names are known.
+
+    A derived table's names follow from its view; their types only from resolution.
+    """
+    if table.schema_ is not None:
+        return dict(table.schema_)
+    if table.derived and table.view is not None:
+        return dict.fromkeys(table.view.output_names())
+    return None
+
+
+def derivation_cycle(tables: dict[str, TableConfig], start: str) -> list[str]:
+    """The cycle of ``from:`` links through ``start`` (names, closed), or [] if there is none."""
+    path = [start]
+    current = tables[start].from_
+    while current is not None and current in tables:
+        if current == start:
+            return [*path, start]
+        if current in path:
+            return []  # a cycle further up, reported at its own tables
+        path.append(current)
+        current = tables[current].from_
+    return []
 
 
 class LivetablesConfig(BaseSettings):
@@ -39,6 +66,7 @@ class LivetablesConfig(BaseSettings):
     tables: dict[str, TableConfig] = Field(min_length=1)
     dashboards: dict[str, DashboardConfig] = Field(default_factory=dict)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    snapshots: SnapshotsConfig | None = None
 
     # Where the configuration came from (for errors found later), and whether it is resolved.
     _source: str = PrivateAttr(default="<config>")
@@ -88,7 +116,7 @@ class LivetablesConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _sections_fit_together(self) -> LivetablesConfig:
-        errors = [*self._registry_problems(), *self._panel_problems()]
+        errors = [*self._registry_problems(), *self._derived_problems(), *self._panel_problems()]
         if errors:
             raise ValueError("\n".join(errors))
         return self
@@ -102,6 +130,31 @@ class LivetablesConfig(BaseSettings):
             for name, table in self.tables.items()
             if table.uses_registry()
         ]
+
+    def _derived_problems(self) -> list[str]:
+        """Derived tables name a table that exists, form no cycle, and use its columns."""
+        errors = []
+        for name, table in self.tables.items():
+            if not table.derived:
+                continue
+            path = f"tables.{name}"
+            source = self.tables.get(table.from_ or "")
+            if source is None:
+                errors.append(
+                    f"{path}.from: unknown table {table.from_!r}; "
+                    f"tables are: {', '.join(sorted(self.tables))}"
+                )
+                continue
+            cycle = derivation_cycle(self.tables, name)
+            if cycle:
+                errors.append(f"{path}.from: derived tables form a cycle: {' -> '.join(cycle)}")
+                continue
+            columns = published_columns(source)
+            if columns is not None and table.view is not None:
+                errors.extend(table.view.problems(table.from_ or "", columns, f"{path}.view"))
+            elif table.view is not None:  # the source's columns come from a registry: names later
+                errors.extend(f"{path}.view.{problem}" for problem in table.view._shape_problems())
+        return errors
 
     def _panel_problems(self) -> list[str]:
         errors = []

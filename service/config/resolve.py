@@ -8,6 +8,10 @@
   ``fields:`` adds columns by path, and the key, header and metadata columns
   are added with their default types. A field no Perspective column can hold
   stops the start with an error naming the table and the field.
+* A derived table's columns (``from:`` + ``view:``) are its source's
+  ``group_by`` columns then the view's columns, typed by Perspective itself
+  (:func:`~service.config.derived.plan_view`), sources first, so a derived
+  table of a derived table resolves too.
 * ``auth.tokens_file`` is read, its tokens joining ``auth.tokens``.
 
 The result is the configuration every part of the service runs on, marked
@@ -20,6 +24,7 @@ from connectors.decoders import DECODERS
 from connectors.registry import RegistryUnavailable, UnknownSchema, registry_for
 from connectors.spec import RegistrySettings
 from service.config.base import ConfigError
+from service.config.derived import ViewRefused, plan_view
 from service.config.model import LivetablesConfig
 from service.config.tables import TableConfig
 
@@ -44,6 +49,8 @@ def resolve_config(
     errors: list[str] = []
     notes: list[str] = []
     tables = _derive_tables(config, reachable_only, errors, notes)
+    if not errors:
+        _plan_derived_tables(tables, errors, notes)
     auth = config.auth
     try:
         auth = auth.with_file_tokens()
@@ -66,10 +73,11 @@ def _derive_tables(
     tables: dict[str, TableConfig] = {}
     for name, table in config.tables.items():
         tables[name] = table
-        if table.schema_ is not None:
+        if table.schema_ is not None or table.derived:
             continue
         try:
             tables[name] = derive_table(table, settings)
+            errors.extend(f"tables.{name}: {p}" for p in tables[name]._retention_problems())
         except _Unreachable as exc:
             if not reachable_only:
                 errors.append(f"tables.{name}.schema: cannot derive the columns: {exc}")
@@ -77,6 +85,47 @@ def _derive_tables(
         except ValueError as exc:
             errors.append(f"tables.{name}.schema: cannot derive the columns: {exc}")
     return tables
+
+
+def derivation_order(tables: dict[str, TableConfig]) -> list[str]:
+    """The derived tables, each after the derived table it reads from (there is no cycle)."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        table = tables[name]
+        if name in order or not table.derived:
+            return
+        if table.from_ in tables:
+            visit(table.from_)
+        order.append(name)
+
+    for name in tables:
+        visit(name)
+    return order
+
+
+def _plan_derived_tables(
+    tables: dict[str, TableConfig], errors: list[str], notes: list[str]
+) -> None:
+    for name in derivation_order(tables):
+        table = tables[name]
+        source_name = table.from_
+        assert source_name is not None and table.view is not None
+        source = tables[source_name]
+        if source.schema_ is None:
+            notes.append(f"tables.{name}: columns not known now (those of {source_name} are not)")
+            continue
+        path = f"tables.{name}.view"
+        problems = table.view.problems(source_name, source.schema_, path)
+        if problems:
+            errors.extend(problems)
+            continue
+        try:
+            plan = plan_view(source_name, table.view, source.schema_)
+        except ViewRefused as exc:
+            errors.append(f"{path}{'.' if exc.where else ''}{exc.where}: {exc}")
+            continue
+        tables[name] = table.model_copy(update={"schema_": plan.schema})
 
 
 def _panel_problems(config: LivetablesConfig, tables: dict[str, TableConfig]) -> list[str]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from connectors.spec import DecoderSpec, TableDecodeSpec
 from service.config.kafka import SchemaRegistryConfig
-from service.config.tables import TableConfig
+from service.config.tables import TIMESTAMP_COLUMN, TableConfig
 
 
 def decode_spec(
     table: TableConfig, registry: SchemaRegistryConfig | None = None
 ) -> TableDecodeSpec:
     """What the batch decoder of ``table`` needs; the table's columns must be known."""
+    if table.derived:
+        raise ValueError("a derived table has no decoder: its rows come from its source")
     if table.schema_ is None:
         raise ValueError("the table's columns are not known yet: resolve the configuration first")
     settings = registry.settings() if registry is not None else None
@@ -41,13 +43,19 @@ def decode_spec(
             registry=settings,
             subject=key.format_options.subject or f"{table.topic_list[0]}-key",
         )
+    columns = dict(table.schema_)
+    metadata = table.metadata.columns() if table.metadata is not None else {}
+    if table.kafka_timestamps:
+        # Rows age out by their record timestamp: the writer reads it, then drops the column.
+        columns[TIMESTAMP_COLUMN] = "datetime"
+        metadata = {**metadata, TIMESTAMP_COLUMN: "timestamp"}
     return TableDecodeSpec(
-        columns=dict(table.schema_),
+        columns=columns,
         value=value,
         key_columns=tuple(key.columns) if key is not None else (),
         key=key_spec,
         headers=dict(table.headers),
-        metadata=table.metadata.columns() if table.metadata is not None else {},
+        metadata=metadata,
         index=table.index,
         limit=table.limit,
     )

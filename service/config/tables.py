@@ -11,6 +11,8 @@ from pydantic_core import PydanticCustomError
 from connectors.decoders import DECODERS
 from connectors.source import StartPolicy
 from service.config.base import Strict
+from service.config.derived import KEY_COLUMN, DerivedViewConfig, key_column
+from service.config.durations import Duration, parse_duration
 from service.config.formats import (
     FormatOptionsConfig,
     KeyConfig,
@@ -25,6 +27,35 @@ ColumnType = Literal["string", "integer", "float", "boolean", "date", "datetime"
 """The column types a Perspective table knows."""
 
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+
+#: The internal index of an append table with retention: one number per row, in arrival order.
+ROW_COLUMN = "__row__"
+#: The Kafka timestamp of each row, carried from the decoder to the writer of a table whose
+#: rows age out by it; it never reaches the table.
+TIMESTAMP_COLUMN = "__ts__"
+#: Column names livetables keeps for itself.
+RESERVED_COLUMNS = frozenset({KEY_COLUMN, ROW_COLUMN, TIMESTAMP_COLUMN})
+
+# Keys that describe how a table is fed from Kafka, which a derived table is not.
+FEED_KEYS = (
+    "topic",
+    "topics",
+    "format",
+    "schema_",
+    "index",
+    "limit",
+    "start",
+    "editable",
+    "dead_letter_topic",
+    "max_record_bytes",
+    "format_options",
+    "fields",
+    "key",
+    "headers",
+    "metadata",
+    "retention",
+    "retention_column",
+)
 
 
 def _start_policy(value: Any) -> StartPolicy:
@@ -44,6 +75,13 @@ Start = Annotated[
 
 
 class TableConfig(Strict):
+    # A derived table: the live result of ``view`` over the table ``from`` (see derived.py).
+    from_: str | None = Field(None, alias="from")
+    view: DerivedViewConfig | None = None
+    refresh: Duration = Field(
+        default_factory=lambda: parse_duration("250ms"),
+        description="a derived table follows its source within this delay",
+    )
     topic: str | None = None
     topics: list[str] | None = None
     format: str = "json"
@@ -62,6 +100,9 @@ class TableConfig(Strict):
     key: KeyConfig | None = None
     headers: dict[str, str] = Field(default_factory=dict, description="column: header name")
     metadata: MetadataConfig | None = None
+    # Rows older than this are dropped, by the Kafka record timestamp or ``retention_column``.
+    retention: Duration | None = None
+    retention_column: str | None = None
 
     _with_extra_columns = model_validator(mode="before")(add_extra_columns)
 
@@ -69,6 +110,8 @@ class TableConfig(Strict):
     @classmethod
     def _schema_required(cls, value: dict | None, info: Any) -> dict | None:
         fmt = info.data.get("format")
+        if info.data.get("from_") is not None:
+            return value  # a derived table: its columns come from its view (checked after)
         if value is None and not (fmt in DECODERS and carries_schema(fmt)):
             raise PydanticCustomError("missing", "Field required")
         return value
@@ -80,6 +123,10 @@ class TableConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> TableConfig:
+        if self.from_ is not None:
+            return self._derived_consistent()
+        if self.view is not None or "refresh" in self.model_fields_set:
+            raise ValueError("view and refresh belong to a derived table: give from: SOURCE")
         if (self.topic is None) == (self.topics is None):
             raise ValueError("give exactly one of topic or topics")
         if self.topics is not None and not self.topics:
@@ -88,10 +135,47 @@ class TableConfig(Strict):
             raise ValueError("index and limit cannot be combined (Perspective does not support it)")
         if self.index is not None and self.schema_ is not None and self.index not in self.schema_:
             raise ValueError(f"index {self.index!r} is not a column of the schema")
-        problems = self._column_problems()
+        problems = [*self._column_problems(), *self._retention_problems()]
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _derived_consistent(self) -> TableConfig:
+        """A derived table names its source and view, and nothing about Kafka."""
+        given = [k for k in FEED_KEYS if k in self.model_fields_set]
+        if given:
+            names = ", ".join("schema" if k == "schema_" else k for k in given)
+            raise ValueError(
+                f"a derived table (from: {self.from_}) takes its rows from its source: "
+                f"remove {names}"
+            )
+        if self.view is None:
+            raise ValueError(f"a derived table (from: {self.from_}) needs a view:")
+        return self
+
+    def _retention_problems(self) -> list[str]:
+        errors = []
+        if self.retention_column is not None:
+            if self.retention is None:
+                errors.append("retention_column needs retention (how long rows are kept)")
+            elif self.schema_ is not None:
+                kind = self.schema_.get(self.retention_column)
+                if kind is None:
+                    errors.append(
+                        f"retention_column {self.retention_column!r} is not a column of the schema"
+                    )
+                elif kind != "datetime":
+                    errors.append(
+                        f"retention_column {self.retention_column!r} is a {kind} column; "
+                        "it must be a datetime"
+                    )
+        if self.retention is not None and self.editable:
+            errors.append(
+                "retention and editable cannot be combined (rows clients write would never age out)"
+            )
+        reserved = sorted(RESERVED_COLUMNS & set(self.schema_ or {}))
+        errors.extend(f"column {c!r} is a name livetables keeps for itself" for c in reserved)
+        return errors
 
     def _column_problems(self) -> list[str]:
         """Cross-key checks of the format, fields, key, headers and metadata."""
@@ -127,6 +211,56 @@ class TableConfig(Strict):
                 if other_path.startswith(path + ".")
             )
         return errors
+
+    @property
+    def derived(self) -> bool:
+        """A table computed from another table (``from:``), not fed from Kafka."""
+        return self.from_ is not None
+
+    @property
+    def row_ids(self) -> bool:
+        """An append table whose rows age out: indexed internally on :data:`ROW_COLUMN`.
+
+        Perspective removes rows by index only, so an append table with retention
+        gets one: each row a number in arrival order, and its ``limit`` is kept by
+        removing the oldest numbers, not by the engine's rolling window.
+        """
+        return self.retention is not None and self.index is None and not self.derived
+
+    @property
+    def kafka_timestamps(self) -> bool:
+        """Rows age out by their Kafka record timestamp (carried in :data:`TIMESTAMP_COLUMN`)."""
+        return self.retention is not None and self.retention_column is None
+
+    @property
+    def engine_index(self) -> str | None:
+        """The column the hosted Perspective table is indexed on."""
+        if self.derived:
+            assert self.view is not None and self.schema_ is not None
+            return key_column(self.view, self.schema_)
+        return ROW_COLUMN if self.row_ids else self.index
+
+    @property
+    def engine_limit(self) -> int | None:
+        """The engine's rolling window (None where livetables keeps the limit itself)."""
+        return None if self.row_ids else self.limit
+
+    @property
+    def engine_schema(self) -> dict[str, str]:
+        """The hosted table's columns: the published ones, then the internal ones."""
+        assert self.schema_ is not None
+        schema = dict(self.schema_)
+        index = self.engine_index
+        if index == ROW_COLUMN:
+            schema[ROW_COLUMN] = "float"  # exact to 2^53 rows; an integer column has 32 bits
+        elif index == KEY_COLUMN:
+            schema[KEY_COLUMN] = "string"
+        return schema
+
+    @property
+    def hidden_columns(self) -> list[str]:
+        """Internal columns clients see in the engine's schema; pages leave them out."""
+        return [c for c in self.engine_schema if c not in (self.schema_ or {})]
 
     @property
     def topic_list(self) -> list[str]:

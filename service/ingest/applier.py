@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 QUEUE_BATCHES = 64
 CONFLATE_MAX_ROWS = 200_000
+
+
+AppliedHook = Callable[[str, DecodedBatch | None, dict[Partition, int]], None]
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,16 @@ class Applier:
         metrics: Metrics,
         append_tables: frozenset[str],
         limits: dict[str, int] | None = None,
+        on_applied: AppliedHook | None = None,
     ) -> None:
         self.writer = writer
         self.progress = progress
         self.metrics = metrics
         self.append_tables = append_tables  # tables whose consecutive batches may be merged
         self.limits = dict(limits or {})  # rolling-window tables: table -> limit
+        # Told of every batch after it is applied (None: the engine refused it), with the
+        # offsets it completes: how the snapshots' mirrors follow the tables.
+        self.on_applied = on_applied
         self._queue: queue.Queue[Work | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="applier", daemon=True)
@@ -185,8 +193,11 @@ class Applier:
 
     def _apply(self, work: Work) -> None:
         batch = work.batch
+        applied = False
         if batch.row_count or batch.removal_count:
-            self.writer.write(work.table, batch)  # laps "apply", "replicate", "bookkeeping"
+            applied = self.writer.write(work.table, batch)  # laps apply, replicate, bookkeeping
+        if self.on_applied is not None:
+            self.on_applied(work.table, batch if applied else None, work.positions)
         if batch.records:
             self.metrics.batch_rows.labels(work.table).observe(batch.records)
         self.progress[work.table].on_applied(work.positions)

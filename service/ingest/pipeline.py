@@ -9,6 +9,7 @@
     hand over   applier.Applier          frozen DecodedBatch(es) onto the applier's queue
     apply       writer.TableWriter       one update()/remove() on the Perspective table
     replicate   service/replication.py   the same batch to every replica of the table
+    mirror      service/snapshots/       (with snapshots:) into the table's Arrow copy
 
 Up to the hand-over nothing raises: a decoder that raises instead of reporting
 bad records as data (a bug, or an input no one foresaw) has its batch split in

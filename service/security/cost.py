@@ -38,39 +38,27 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from service.security import messages
+from service.security.protocol import (
+    CONFIG_COLUMNS,
+    CONFIG_COLUMNS_LIST,
+    CONFIG_EXPRESSIONS,
+    CONFIG_GROUP_BY,
+    CONFIG_SPLIT_BY,
+)
+from service.security.refusals import (
+    EXPRESSION_TOO_LONG,
+    SERIALIZATION_TOO_LARGE,
+    SESSION_TOO_LARGE,
+    TOO_MANY_EXPRESSIONS,
+    TOO_MANY_PIVOT_COLUMNS,
+    VIEW_TOO_LARGE,
+    Refused,
+)
 from service.security.wire import LENGTH_DELIMITED, fields
-
-# ViewConfig (perspective.proto 4.3.0) fields the pricing reads.
-GROUP_BY, SPLIT_BY, COLUMNS, EXPRESSIONS = 1, 2, 3, 6
-COLUMNS_LIST = 2  # ColumnsUpdate { oneof { NullValue default_columns = 1; Columns columns = 2 } }
 
 STRING_EXPRESSION_WEIGHT = 10
 STRING = "string"
-
-# Refusal reasons (label values of livetables_websocket_rejected_requests_total).
-TOO_MANY_EXPRESSIONS = "too_many_expressions"
-EXPRESSION_TOO_LONG = "expression_too_long"
-TOO_MANY_PIVOT_COLUMNS = "too_many_pivot_columns"
-VIEW_TOO_LARGE = "view_too_large"
-SESSION_TOO_LARGE = "session_too_large"
-SERIALIZATION_TOO_LARGE = "serialization_too_large"
-REASONS = (
-    TOO_MANY_EXPRESSIONS,
-    EXPRESSION_TOO_LONG,
-    TOO_MANY_PIVOT_COLUMNS,
-    VIEW_TOO_LARGE,
-    SESSION_TOO_LARGE,
-    SERIALIZATION_TOO_LARGE,
-)
-
-
-class OverLimit(Exception):
-    """A request past one of the limits; ``message`` names the limit and its setting."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -122,40 +110,32 @@ def view_shape(config: bytes) -> ViewShape:
         if f.wire_type != LENGTH_DELIMITED:
             continue
         payload = config[f.value : f.end]
-        if f.number == GROUP_BY:
-            shape.group_by.append(payload.decode("utf-8"))
-        elif f.number == SPLIT_BY:
-            shape.split_by.append(payload.decode("utf-8"))
-        elif f.number == COLUMNS:
+        if f.number == CONFIG_GROUP_BY:
+            shape.group_by.append(messages.text(config, f))
+        elif f.number == CONFIG_SPLIT_BY:
+            shape.split_by.append(messages.text(config, f))
+        elif f.number == CONFIG_COLUMNS:
             for part in fields(payload):
-                if part.number == COLUMNS_LIST:
+                if part.number == CONFIG_COLUMNS_LIST:
                     listing = payload[part.value : part.end]
-                    shape.columns = [
-                        listing[c.value : c.end].decode("utf-8") for c in fields(listing)
-                    ]
-        elif f.number == EXPRESSIONS:
-            name = text = ""
-            for part in fields(payload):
-                value = payload[part.value : part.end].decode("utf-8")
-                if part.number == 1:
-                    name = value
-                elif part.number == 2:
-                    text = value
-            shape.expressions[name] = text
+                    shape.columns = [messages.text(listing, c) for c in fields(listing)]
+        elif f.number == CONFIG_EXPRESSIONS:
+            name, expression = messages.map_entry(payload)
+            shape.expressions[name] = expression
     return shape
 
 
 def check_expressions(expressions: dict[str, str], limits: CostLimits) -> None:
     """Count and length of a view's (or a validation request's) expressions."""
     if len(expressions) > limits.max_expressions_per_view:
-        raise OverLimit(
+        raise Refused(
             TOO_MANY_EXPRESSIONS,
             f"{len(expressions)} expressions in one request, more than "
             f"server.max_expressions_per_view ({limits.max_expressions_per_view})",
         )
     for name, text in expressions.items():
         if len(text) > limits.max_expression_length or len(name) > limits.max_expression_length:
-            raise OverLimit(
+            raise Refused(
                 EXPRESSION_TOO_LONG,
                 f"expression {name[:40]!r} is {max(len(text), len(name))} characters long, "
                 f"more than server.max_expression_length ({limits.max_expression_length})",
@@ -163,11 +143,11 @@ def check_expressions(expressions: dict[str, str], limits: CostLimits) -> None:
 
 
 def view_cells(table: str, shape: ViewShape, facts: TableFacts, limits: CostLimits) -> int:
-    """The view's price in cells; raises :class:`OverLimit` past the per-view limits."""
+    """The view's price in cells; raises :class:`Refused` past the per-view limits."""
     check_expressions(shape.expressions, limits)
     for kind, names in (("group_by", shape.group_by), ("split_by", shape.split_by)):
         if len(names) > limits.max_pivot_columns:
-            raise OverLimit(
+            raise Refused(
                 TOO_MANY_PIVOT_COLUMNS,
                 f"{kind} of {len(names)} columns, more than server.max_pivot_columns "
                 f"({limits.max_pivot_columns})",
@@ -185,7 +165,7 @@ def view_cells(table: str, shape: ViewShape, facts: TableFacts, limits: CostLimi
             columns = len(facts.columns(table)) + len(shape.expressions)
         cells += (grouped + 1) * (splits + 1) * (columns + 1)
     if cells > limits.max_view_cells:
-        raise OverLimit(
+        raise Refused(
             VIEW_TOO_LARGE,
             f"this view of {table!r} would hold about {cells:,} cells ({_describe(shape)} over "
             f"{rows:,} rows), more than server.max_view_cells ({limits.max_view_cells:,})",
@@ -196,7 +176,7 @@ def view_cells(table: str, shape: ViewShape, facts: TableFacts, limits: CostLimi
 def check_session(cells: int, held: int, limits: CostLimits) -> None:
     """A new view of ``cells`` on top of the ``held`` cells of the session's live views."""
     if held + cells > limits.max_session_cells:
-        raise OverLimit(
+        raise Refused(
             SESSION_TOO_LARGE,
             f"this session's views would hold about {held + cells:,} cells, more than "
             f"server.max_session_cells ({limits.max_session_cells:,}); delete some views first",
@@ -214,7 +194,7 @@ def check_serialization(
     """A ``view_to_*`` request for rows ``start_row:end_row`` and columns ``start_col:end_col``."""
     cells = max(0, end_row - start_row) * max(0, end_col - start_col)
     if cells > limits.max_serialized_cells:
-        raise OverLimit(
+        raise Refused(
             SERIALIZATION_TOO_LARGE,
             f"{kind} of {end_row - start_row:,} rows x {end_col - start_col:,} columns "
             f"({cells:,} cells) is more than server.max_serialized_cells "

@@ -7,9 +7,9 @@ aborted the whole process (``PerspectiveViewNotFoundException`` thrown where
 nothing catches it, perspective 4.3.0). A client that learned another
 session's id could also read, subscribe to or delete that view.
 
-So the server names every view itself (``#view-<n>``: never a table name; from one process-wide
-counter, so names never repeat) and keeps, per session, the map between the
-client's name and its own:
+So the server names every view itself (``#view-<n>``: never a table name; from
+one process-wide counter, so names never repeat) and :class:`SessionViews`
+keeps, per session, the map between the client's names and its own:
 
 * on the way in, ``table_make_view`` carries the server's name instead of the
   client's, and every view-scoped request is addressed by translating its
@@ -20,21 +20,30 @@ client's name and its own:
   ``TableMakeViewResp`` names the id it chose, and matches everything else by
   ``msg_id``; the envelope's ``entity_id`` is translated back too, so a client
   never sees a server name.
+
+It also keeps what a session's views hold: their price in cells
+(service/security/cost.py), and their callbacks.
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
+from typing import Any
 
-from service.security.wire import WireError, bytes_field, fields, string_field, varint_field
+from service.security.refusals import (
+    MALFORMED,
+    TOO_MANY_CALLBACKS,
+    TOO_MANY_VIEWS,
+    UNKNOWN_VIEW,
+    Refused,
+)
 
-REQUEST_MSG_ID = 1
-REQUEST_ENTITY_ID = 2
-RESPONSE_MSG_ID = 1
-RESPONSE_ENTITY_ID = 2
-MAKE_VIEW_ID = 1  # TableMakeViewReq { string view_id = 1; ViewConfig config = 2 }
-MAKE_VIEW_RESPONSE = 6  # Response.table_make_view_resp: TableMakeViewResp { string view_id = 1 }
+# Callbacks a client may register on one view (on_update, on_delete). Each one is
+# engine state and a message per event; a client needs a handful.
+MAX_CALLBACKS_PER_VIEW = 64
+CALLBACK_KINDS = frozenset({"view_on_update", "view_on_delete"})
 
 _names = itertools.count(1)
 
@@ -55,43 +64,122 @@ class SessionView:
     callbacks: int = 0
 
 
-def request_for_engine(
-    frame: bytes, msg_id: int, entity_id: str, body_start: int, body_end: int
-) -> bytes:
-    """A parsed request rebuilt with another ``entity_id`` (its body copied verbatim).
+class SessionViews:
+    """The live views of one session, by the client's names and the server's.
 
-    The guard only lets through frames made of a msg_id, an entity_id and one
-    request, so nothing else is lost.
+    Requests are checked on the session's engine worker, one at a time; responses
+    come from whichever thread the engine answers on. A lock covers both.
     """
-    head = varint_field(REQUEST_MSG_ID, msg_id) if msg_id else b""
-    return head + string_field(REQUEST_ENTITY_ID, entity_id) + frame[body_start:body_end]
 
+    def __init__(self, max_views: int, gauge: Any = None) -> None:
+        self.max_views = max_views
+        self.gauge = gauge  # livetables_websocket_views, or None
+        self.live: dict[str, SessionView] = {}  # by the client's name
+        self._by_server_id: dict[str, str] = {}  # server view id -> client's name
+        self._pending_views: dict[int, str] = {}  # msg_id of make_view -> client's name
+        self._pending_deletes: dict[int, str] = {}  # msg_id of view_delete -> server view id
+        self._lock = threading.Lock()
+        self._closed = False
 
-def make_view_body(body: bytes, server_id: str) -> bytes:
-    """A TableMakeViewReq payload with ``view_id`` replaced by the server's name."""
-    out = string_field(MAKE_VIEW_ID, server_id)
-    for f in fields(body):
-        if f.number != MAKE_VIEW_ID:
-            out += body[f.start : f.end]
-    return out
+    def table_of(self, client_id: str) -> str | None:
+        with self._lock:
+            view = self.live.get(client_id)
+        return None if view is None else view.table
 
+    def tables(self) -> list[str]:
+        """The tables this session has views on, in name order."""
+        with self._lock:
+            return sorted({view.table for view in self.live.values()})
 
-def response_for_client(
-    frame: bytes, entity_id: str | None = None, view_id: str | None = None
-) -> bytes:
-    """A response whose ``entity_id`` and/or new view's ``view_id`` are the client's names.
+    def held_cells(self) -> int:
+        with self._lock:
+            return sum(view.cells for view in self.live.values())
 
-    Only the envelope is rebuilt; the payload (an Arrow batch, say) is copied once, verbatim.
-    """
-    out = bytearray()
-    try:
-        for f in fields(frame):
-            if f.number == RESPONSE_ENTITY_ID and entity_id is not None:
-                out += string_field(RESPONSE_ENTITY_ID, entity_id)
-            elif f.number == MAKE_VIEW_RESPONSE and view_id is not None:
-                out += bytes_field(MAKE_VIEW_RESPONSE, string_field(MAKE_VIEW_ID, view_id))
-            else:
-                out += frame[f.start : f.end]
-    except WireError:
-        return frame
-    return bytes(out)
+    def create(self, client_id: str, table: str, cells: int, msg_id: int) -> SessionView:
+        """A new view, named by the server (forgotten if the engine's answer to ``msg_id``
+        is an error)."""
+        with self._lock:
+            if client_id in self.live or msg_id in self._pending_views:
+                raise Refused(MALFORMED, f"view {client_id!r} or msg_id already in use")
+            if len(self.live) >= self.max_views:
+                raise Refused(
+                    TOO_MANY_VIEWS,
+                    f"this session already has {len(self.live)} live views, the most "
+                    "allowed; delete some first",
+                )
+            view = SessionView(client_id, server_view_name(), table, cells)
+            self.live[client_id] = view
+            self._by_server_id[view.server_id] = client_id
+            self._pending_views[msg_id] = client_id
+            if self.gauge is not None:
+                self.gauge.inc()
+        return view
+
+    def reach(self, client_id: str, kind: str, msg_id: int) -> SessionView:
+        """The view a view-scoped request is about; counts a callback, forgets a deleted view."""
+        with self._lock:
+            view = self.live.get(client_id)
+            if view is None:
+                raise Refused(UNKNOWN_VIEW, f"no view {client_id!r} in this session")
+            if kind in CALLBACK_KINDS:
+                if view.callbacks >= MAX_CALLBACKS_PER_VIEW:
+                    raise Refused(
+                        TOO_MANY_CALLBACKS,
+                        f"view {client_id!r} already has {view.callbacks} callbacks",
+                    )
+                view.callbacks += 1
+            elif kind == "view_delete":
+                self._forget(client_id, keep_name_until=msg_id)
+        return view
+
+    def undo(self, view: SessionView, kind: str) -> None:
+        """A request refused after :meth:`reach` (on the engine's answer) changes nothing."""
+        if kind in CALLBACK_KINDS:
+            with self._lock:
+                view.callbacks -= 1
+
+    def answered(
+        self, msg_id: int | None, entity_id: str, failed: bool
+    ) -> tuple[str | None, str | None]:
+        """Note the engine's answer; (the client's name for ``entity_id``, the new view it made).
+
+        A view the engine refused to make is forgotten; a deleted view's server name
+        is dropped once its deletion is answered.
+        """
+        client_entity = new_view = None
+        with self._lock:
+            if msg_id is not None and msg_id in self._pending_views:
+                new_view = self._pending_views.pop(msg_id)
+                if failed:
+                    self._forget(new_view)
+                    new_view = None
+            if entity_id:
+                client_entity = self._by_server_id.get(entity_id)
+            if msg_id is not None and msg_id in self._pending_deletes:
+                self._by_server_id.pop(self._pending_deletes.pop(msg_id), None)
+        return client_entity, new_view
+
+    def close(self) -> None:
+        """The session ended: its views are gone with it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self.gauge is not None and self.live:
+                self.gauge.dec(len(self.live))
+            self.live.clear()
+            self._by_server_id.clear()
+            self._pending_views.clear()
+            self._pending_deletes.clear()
+
+    def _forget(self, client_id: str, keep_name_until: int | None = None) -> None:
+        """Drop a view (lock held); its server name is kept until ``keep_name_until`` answers."""
+        view = self.live.pop(client_id, None)
+        if view is None:
+            return
+        if keep_name_until is not None:
+            self._pending_deletes[keep_name_until] = view.server_id
+        else:
+            self._by_server_id.pop(view.server_id, None)
+        if self.gauge is not None:
+            self.gauge.dec()

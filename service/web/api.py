@@ -14,39 +14,58 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.web import RequestHandler
 
 from service.state import ServiceState
+from service.web.base import BaseHandler
 from service.web.errors import SafeErrors
 
 
-class _Base(SafeErrors, RequestHandler):
+def write_json(handler: RequestHandler, payload: Any, status: int = 200) -> None:
+    handler.set_status(status)
+    handler.set_header("Content-Type", "application/json; charset=utf-8")
+    handler.set_header("Cache-Control", "no-store")
+    handler.finish(json.dumps(payload, indent=1, sort_keys=False))
+
+
+class TablesApi(BaseHandler):
+    """GET /api/tables: name, topics, rows, schema, index, limit, lag, ready."""
+
     def initialize(self, state: ServiceState) -> None:
         self.state = state
 
-    def write_json(self, payload: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(payload, indent=1, sort_keys=False))
+    async def prepare(self) -> None:
+        # A CORS preflight (an embedding page about to send its token in a header) never
+        # carries the token itself: answered without one, it says nothing but "GET with
+        # an Authorization header may follow" (service/security/cors.py adds the headers).
+        if self.request.method != "OPTIONS":
+            await super().prepare()
 
-
-class TablesApi(_Base):
-    """GET /api/tables: name, topics, rows, schema, index, limit, lag, ready."""
+    def options(self) -> None:
+        self.set_status(204)
+        self.finish()
 
     def get(self) -> None:
-        self.write_json(self.state.tables_summary())
+        # Only the tables this user may read: the others are not even named.
+        write_json(self, [t for t in self.state.tables_summary() if self.may_read(t["name"])])
 
 
-class Healthz(_Base):
+class _Probe(SafeErrors, RequestHandler):
+    """Open to every client: orchestrators and scrapers carry no user token."""
+
+    def initialize(self, state: ServiceState) -> None:
+        self.state = state
+
+
+class Healthz(_Probe):
     """200 while the process and every consumer thread are alive."""
 
     def get(self) -> None:
         problems = self.state.ingestor.problems()
         if problems:
-            self.write_json({"status": "unhealthy", "problems": problems}, 500)
+            write_json(self, {"status": "unhealthy", "problems": problems}, 500)
         else:
-            self.write_json({"status": "ok"})
+            write_json(self, {"status": "ok"})
 
 
-class Readyz(_Base):
+class Readyz(_Probe):
     """503 until every table has applied everything up to the start-up end offsets."""
 
     def get(self) -> None:
@@ -60,17 +79,17 @@ class Readyz(_Base):
                     "records_behind": sum(behind.values()),
                 }
         if waiting:
-            self.write_json({"status": "catching up", "tables": waiting}, 503)
+            write_json(self, {"status": "catching up", "tables": waiting}, 503)
             return
         # Still 200 during a broker outage: the tables keep serving what they hold.
         down = [name for name, p in self.state.ingestor.progress.items() if not p.connected]
         if down:
-            self.write_json({"status": "degraded", "kafka_unreachable": down})
+            write_json(self, {"status": "degraded", "kafka_unreachable": down})
         else:
-            self.write_json({"status": "ready"})
+            write_json(self, {"status": "ready"})
 
 
-class MetricsEndpoint(_Base):
+class MetricsEndpoint(_Probe):
     """Prometheus text format. Its labels name every table, restricted ones included:
     with ``server.metrics_token`` set, only a scraper holding that token reads it."""
 

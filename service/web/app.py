@@ -8,14 +8,19 @@ from typing import Any
 from tornado.ioloop import IOLoop
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
+from service.security.access import SESSION_REASONS, AccessPolicy
+from service.security.cors import CorsPolicy, cors_transform
+from service.security.guard import GuardPolicy
 from service.security.headers import header_transform
-from service.security.web import protect, redact, security_for, table_in_path
+from service.security.refusals import REASONS
+from service.security.tokens import redact
 from service.state import ServiceState
 from service.web.api import Healthz, MetricsEndpoint, Readyz, TablesApi
 from service.web.assets import STATIC_DIR, TEMPLATE_DIR, perspective_assets_dir
-from service.web.errors import NotFound, SafeErrors, with_safe_errors
+from service.web.errors import NotFound, SafeErrors
+from service.web.fanout import ReplicaFanout
 from service.web.pages import DashboardPage, IndexPage, TablePage
-from service.web.websocket import PerspectiveWebSocket, ReplicaFanout, ReplicateWebSocket
+from service.web.websocket import PerspectiveWebSocket, ReplicateWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,10 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         log.warning("pages disabled: %s", MISSING_ASSETS_HELP)
     pages = {"state": state, "assets_ok": assets is not None}
     common = {"state": state}
-    # Authentication, origins and the read-only guard: service/security.
-    gate, make_guard, dashboard_tables = security_for(state.config, state.metrics, state.host)
+    # Who may do what: service/security. Handlers ask; the rules are there.
+    access = AccessPolicy.from_config(state.config, state.metrics)
+    for reason in (*REASONS, *SESSION_REASONS):
+        state.metrics.websocket_rejected.labels(reason)
     server = state.config.server
     socket_options = {
         "metrics": state.metrics,
@@ -72,22 +79,24 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         "max_pending_bytes": 4 * server.max_request_bytes,
     }
     routes: list[Any] = [
-        (r"/", protect(IndexPage, gate), pages),
-        (r"/tables/([^/]+)", protect(TablePage, gate, table_in_path), pages),
-        (r"/dashboards/([^/]+)", protect(DashboardPage, gate, dashboard_tables), pages),
+        (r"/", IndexPage, pages),
+        (r"/tables/([^/]+)", TablePage, pages),
+        (r"/dashboards/([^/]+)", DashboardPage, pages),
         (
             r"/websocket",
-            protect(with_safe_errors(PerspectiveWebSocket), gate),
+            PerspectiveWebSocket,
             {
                 "server": state.host.server,
-                "make_guard": make_guard,
+                # The host answers the guard's questions about a table (rows, distinct values).
+                "guard_policy": GuardPolicy.from_config(state.config),
+                "facts": state.host,
                 **engine_options,
                 **socket_options,
             },
         ),
         (
             r"/replicate/([^/]+)",
-            protect(with_safe_errors(ReplicateWebSocket), gate, table_in_path),
+            ReplicateWebSocket,
             {
                 "replicator": state.replicator,
                 "tables": state.config.tables,
@@ -97,7 +106,7 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
                 **socket_options,
             },
         ),
-        (r"/api/tables", protect(TablesApi, gate), common),
+        (r"/api/tables", TablesApi, common),
         (r"/healthz", Healthz, common),
         (r"/readyz", Readyz, common),
         (r"/metrics", MetricsEndpoint, common),
@@ -114,5 +123,11 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
         websocket_ping_timeout=server.websocket_ping_timeout_seconds,
         log_function=log_request,
         default_handler_class=NotFound,
-        transforms=[header_transform(server.frame_ancestors)],
+        # Security headers on every answer; CORS on what embedding pages of the
+        # server.allowed_origins load (service/security/cors.py).
+        transforms=[
+            header_transform(server.frame_ancestors),
+            cors_transform(CorsPolicy(access.origins)),
+        ],
+        access=access,  # read by every handler's prepare() (service/web/base.py)
     )

@@ -24,12 +24,14 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # Every file a page requests under /static/perspective/, per @perspective-dev package. The
-# dist/cdn builds are self-contained: each inlines its workers and the client's own wasm,
-# and fetches nothing else but the two wasm files below (found relative to the module URL)
-# and the theme stylesheet the templates link. Measured by recording every request of the
-# table and dashboard pages (all chart plugins, both modes) in Chromium.
+# dist/cdn builds are self-contained: each inlines its workers, and fetches nothing else
+# but the wasm files below (found relative to the module URL) and the theme stylesheet the
+# templates link. Measured by recording every request of the table and dashboard pages
+# (all chart plugins, both modes) in Chromium. The client's own wasm is fetched only by an
+# embedding page that replicates without a viewer (static/perspective-modules.js): with a
+# viewer on the page, the client borrows the viewer's.
 SERVED_FILES: dict[str, tuple[str, ...]] = {
-    "client": ("dist/cdn/perspective.js",),
+    "client": ("dist/cdn/perspective.js", "dist/wasm/perspective-js.wasm"),
     "server": ("dist/wasm/perspective-server.wasm",),
     "viewer": (
         "dist/cdn/perspective-viewer.js",

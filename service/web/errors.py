@@ -19,7 +19,7 @@ from typing import Any
 
 from tornado.web import HTTPError, RequestHandler
 
-from service.security.web import redact
+from service.security.tokens import redact
 
 app_log = logging.getLogger("tornado.application")
 gen_log = logging.getLogger("tornado.general")
@@ -65,7 +65,7 @@ class SafeErrors:
             if _message(value):
                 gen_log.warning("%d %s: %s", value.status_code, summary, _message(value))
         else:
-            app_log.error("uncaught exception in %s", summary, exc_info=(typ, value, tb))
+            app_log.error("uncaught exception in %s", summary, exc_info=value)
 
     def _request_summary(self) -> str:
         request = self.request  # type: ignore[attr-defined]
@@ -77,15 +77,3 @@ class NotFound(SafeErrors, RequestHandler):
 
     def prepare(self) -> None:
         raise HTTPError(404)
-
-
-def with_safe_errors(handler: type[RequestHandler]) -> type[RequestHandler]:
-    """``handler`` with :class:`SafeErrors` in front (for handlers defined elsewhere)."""
-    if issubclass(handler, SafeErrors):
-        return handler
-
-    class Safe(SafeErrors, handler):  # type: ignore[valid-type,misc]
-        pass
-
-    Safe.__name__ = Safe.__qualname__ = handler.__name__
-    return Safe

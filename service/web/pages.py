@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tornado.web import Finish, RequestHandler
+from tornado.web import Finish
 
 from service import __version__
+from service.config import TableConfig
 from service.state import ServiceState
-from service.web.errors import ClientError, SafeErrors
+from service.web.base import BaseHandler
+from service.web.errors import ClientError
 
 MODES = {
     "replicated": "The browser holds a copy of the table and receives every change as it "
@@ -31,7 +33,14 @@ def _script_json(payload: Any) -> str:
     return json.dumps(payload).translate(_SCRIPT_ESCAPES)
 
 
-class _Page(SafeErrors, RequestHandler):
+def _default_columns(viewer: dict[str, Any], table: TableConfig) -> dict[str, Any]:
+    """A viewer without ``columns`` shows the table's own, not its internal ones."""
+    if table.hidden_columns and not viewer.get("columns"):
+        return {**viewer, "columns": list(table.schema_ or {})}
+    return viewer
+
+
+class _Page(BaseHandler):
     def initialize(self, state: ServiceState, assets_ok: bool) -> None:
         self.state = state
         self.assets_ok = assets_ok
@@ -68,7 +77,7 @@ class _Page(SafeErrors, RequestHandler):
 class IndexPage(_Page):
     def get(self) -> None:
         tables = []
-        summary = self.state.tables_summary()  # only the tables this user may read
+        summary = [t for t in self.state.tables_summary() if self.may_read(t["name"])]
         readable = {t["name"] for t in summary}
         # A dashboard opens only for a user who may read all its tables (403 otherwise);
         # the others are not listed, so their cards name no table the user may not see.
@@ -85,12 +94,16 @@ class IndexPage(_Page):
             else:
                 status, text = "wait", "catching up"
             kind = (
-                f"index {t['index']}"
+                f"derived from {t['from']}"
+                if t.get("from")
+                else f"index {t['index']}"
                 if t["index"]
                 else f"limit {t['limit']:,}"
                 if t["limit"]
                 else "append"
             )
+            if t.get("retention"):
+                kind += f", rows kept {t['retention']}"
             tables.append({**t, "status": status, "status_text": text, "kind": kind})
         self.render(
             "index.html",
@@ -104,13 +117,18 @@ class IndexPage(_Page):
 
 
 class TablePage(_Page):
+    def requested_tables(self) -> list[str]:
+        """The table in the path: 403 unless the user may read it."""
+        return self.path_args[:1]
+
     def get(self, name: str) -> None:
         table = self.state.config.tables.get(name)
         if table is None:
             raise ClientError(404, f"no table named {name!r}")
         self.require_assets()
         mode = self.mode()
-        page = {"mode": mode, "table": name, "viewer": {"plugin": "Datagrid"}}
+        viewer = _default_columns({"plugin": "Datagrid"}, table)
+        page = {"mode": mode, "table": name, "viewer": viewer}
         self.render_mode_page(
             "table.html",
             mode,
@@ -123,6 +141,11 @@ class TablePage(_Page):
 
 
 class DashboardPage(_Page):
+    def requested_tables(self) -> list[str]:
+        """Every table on the dashboard: it opens only for a user who may read them all."""
+        dashboard = self.state.config.dashboards.get(self.path_args[0])
+        return sorted({p.table for p in dashboard.panels}) if dashboard is not None else []
+
     def get(self, name: str) -> None:
         dashboard = self.state.config.dashboards.get(name)
         if dashboard is None:
@@ -133,7 +156,9 @@ class DashboardPage(_Page):
             {
                 "table": panel.table,
                 "title": panel.title or panel.table,
-                "viewer": panel.viewer.model_dump(),
+                "viewer": _default_columns(
+                    panel.viewer.model_dump(), self.state.config.tables[panel.table]
+                ),
                 "editable": self.state.config.tables[panel.table].editable,
             }
             for panel in dashboard.panels

@@ -37,11 +37,10 @@ Refusals are counted in ``livetables_http_requests_rejected_total{reason}``.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import resource
 import socket
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +54,8 @@ from service.config import ServerConfig
 from service.metrics import Metrics
 from service.security.headers import raw_response
 from service.security.network import HostPolicy, TrustedProxies
+from service.security.slots import AddressSlots
+from service.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -81,51 +82,9 @@ class ServerLimits:
     max_message_bytes: int  # the largest websocket message; bounds each connection's read buffer
 
 
-class _Throttled:
-    """A warning logged at most once per interval, with how often it happened meanwhile."""
-
-    def __init__(self, interval: float = LOG_INTERVAL_S) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._since: Counter[str] = Counter()
-
-    def warn(self, key: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
-        self._since[key] += 1
-        now = time.monotonic()
-        if now - self._last.get(key, -self.interval) >= self.interval:
-            count = self._since.pop(key)
-            self._last[key] = now
-            suffix = f" ({count} times since the last such message)" if count > 1 else ""
-            log.log(level, message + suffix, *args)
-
-
-class ConnectionCounter:
-    """Open connections in total and per peer address."""
-
-    def __init__(self, limits: ServerLimits, trusted: TrustedProxies) -> None:
-        self.limits = limits
-        self.trusted = trusted
-        self.total = 0
-        self.by_address: Counter[str] = Counter()
-
-    def refusal(self, address: str) -> str | None:
-        if self.total >= self.limits.max_connections:
-            return "total"
-        if self.by_address[
-            address
-        ] >= self.limits.max_connections_per_address and not self.trusted.trusts(address):
-            return "per_address"
-        return None
-
-    def add(self, address: str) -> None:
-        self.total += 1
-        self.by_address[address] += 1
-
-    def remove(self, address: str) -> None:
-        self.total -= 1
-        self.by_address[address] -= 1
-        if self.by_address[address] <= 0:
-            del self.by_address[address]
+class ConnectionSlots(AddressSlots):
+    """Open connections; peers in ``server.trusted_proxies`` carry many clients and are exempt
+    from the per-address cap."""
 
 
 class _CountedStream(IOStream):
@@ -172,7 +131,7 @@ class _ScreenedRequest(httputil.HTTPMessageDelegate):
         screen: RequestScreen,
         metrics: Metrics,
         linger: float,
-        throttled: _Throttled,
+        throttled: ThrottledLog,
     ) -> None:
         self.inner = inner
         self.connection = connection
@@ -198,12 +157,11 @@ class _ScreenedRequest(httputil.HTTPMessageDelegate):
             return self.inner.headers_received(start_line, headers)
         status, phrase, text, reason = refused
         self.metrics.http_rejected.labels(reason).inc()
-        self.throttled.warn(
+        self.throttled.info(
             f"request-{reason}",
             "refused a request from %s: %s",
             context.remote_ip,
             text.strip(),
-            level=logging.INFO,
         )
         self._restore()
         # Detached, Tornado reads nothing more of this request (not its body either).
@@ -275,8 +233,10 @@ class GuardedHTTPServer(HTTPServer):
         self.limits = limits
         self.screen = screen
         self.metrics = metrics
-        self.counter = ConnectionCounter(limits, screen.trusted)
-        self._throttled = _Throttled()
+        self.counter = ConnectionSlots(
+            limits.max_connections, limits.max_connections_per_address, screen.trusted.trusts
+        )
+        self._throttled = ThrottledLog(log, LOG_INTERVAL_S)
         self._paused: dict[int, object] = {}
         for reason in CONNECTION_REASONS:
             metrics.connections_rejected.labels(reason)
@@ -290,7 +250,7 @@ class GuardedHTTPServer(HTTPServer):
         for sock in sockets:
             fd = sock.fileno()
             self._sockets[fd] = sock
-            self._handlers[fd] = lambda sock=sock: self._stop_accepting(sock)
+            self._handlers[fd] = functools.partial(self._stop_accepting, sock)
             self._start_accepting(sock)
 
     def _start_accepting(self, sock: socket.socket) -> None:
@@ -324,7 +284,7 @@ class GuardedHTTPServer(HTTPServer):
         self._paused[sock.fileno()] = loop.call_later(ACCEPT_PAUSE_S, self._start_accepting, sock)
         if exc.errno in OUT_OF_DESCRIPTORS:
             self.metrics.connections_rejected.labels("open_files").inc()
-            self._throttled.warn(
+            self._throttled.warning(
                 "accept",
                 "cannot accept connections: %s (%d open); pausing accepts for %.1fs each time",
                 exc.strerror,
@@ -332,7 +292,7 @@ class GuardedHTTPServer(HTTPServer):
                 ACCEPT_PAUSE_S,
             )
         else:
-            self._throttled.warn("accept-error", "accept failed: %s", exc)
+            self._throttled.warning("accept-error", "accept failed: %s", exc)
 
     def _admit(self, connection: socket.socket, address: Any) -> None:
         peer = address[0] if isinstance(address, tuple) else "local"
@@ -340,7 +300,7 @@ class GuardedHTTPServer(HTTPServer):
         if reason is not None:
             connection.close()
             self.metrics.connections_rejected.labels(reason).inc()
-            self._throttled.warn(
+            self._throttled.warning(
                 f"cap-{reason}",
                 "refusing connections (%s cap reached; latest from %s)%s",
                 reason.replace("_", " "),
@@ -348,11 +308,11 @@ class GuardedHTTPServer(HTTPServer):
                 PROXY_HINT if reason == "per_address" else "",
             )
             return
-        self.counter.add(peer)
+        self.counter.take(peer)
         self.metrics.http_connections.set(self.counter.total)
 
         def release() -> None:
-            self.counter.remove(peer)
+            self.counter.give_back(peer)
             self.metrics.http_connections.set(self.counter.total)
 
         stream = _CountedStream(

@@ -1,18 +1,13 @@
 """Websockets: ``/websocket`` (the Perspective protocol) and ``/replicate/{table}``.
 
-Both are kept as thin as perspective's own handler. What they add is the
-part that makes them safe to expose:
-
-* engine work never runs on the IOLoop: a session's requests go, in order, to
-  the engine workers (service/engine.py), after a per-session rate limit and a
-  cap on requests waiting; a replica's snapshot is taken there too;
-* messages produced on other threads (a table update notifies views and
-  replicas on the applier thread) are handed to the IOLoop, the only thread
-  that writes to sockets, and every byte queued for a client is counted. A
-  client that falls behind by more than ``server.max_client_buffer_bytes`` is
-  disconnected (reason ``slow``), so a stalled browser cannot grow server
-  memory without bound. A replica's snapshot counts too, with an allowance of
-  its own (``server.max_snapshot_bytes``) on top of the cap.
+Both are kept as thin as perspective's own handler. Who may connect, from
+where, is settled before the upgrade (service/web/base.py); what they send is
+queued and capped (service/web/outgoing.py). What they add besides is the part
+that makes them safe to expose: engine work never runs on the IOLoop. A
+session's requests go, in order, to the engine workers (service/engine.py),
+after a per-session rate limit and a cap on requests waiting, and every one
+passes the session's guard (service/security/guard.py); a replica's snapshot
+is taken on a worker too.
 """
 
 from __future__ import annotations
@@ -20,120 +15,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import struct
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import perspective
-from tornado.concurrent import Future
-from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol13
+from tornado.websocket import WebSocketClosedError
 
+from service.config import TableConfig
 from service.engine import EngineWorkers, SerialQueue
-from service.metrics import Metrics
 from service.replication import Replicator
-from service.security.guard import (
-    ENGINE_ERROR,
-    RATE_LIMITED,
-    TOO_MANY_PENDING,
-    SessionGuard,
-    Verdict,
-)
+from service.security.cost import TableFacts
+from service.security.guard import GuardPolicy, SessionGuard, Verdict
 from service.security.ratelimit import TokenBucket
+from service.security.refusals import ENGINE_ERROR, RATE_LIMITED, TOO_MANY_PENDING
+from service.web.fanout import ReplicaFanout
+from service.web.outgoing import BoundedWebSocket, shareable_stream
 
 log = logging.getLogger(__name__)
-
-FIN_BINARY = 0x82  # a final frame (FIN) of a binary message (opcode 2), RFC 6455 5.2
-
-
-class BoundedWebSocket(WebSocketHandler):
-    """A websocket whose outgoing queue is capped in bytes."""
-
-    def initialize(self, metrics: Metrics, sessions: set[Any], max_buffer_bytes: int) -> None:
-        self.metrics = metrics
-        self.sessions = sessions
-        self.max_buffer_bytes = max_buffer_bytes
-        self.loop = IOLoop.current()
-        # Not ``close_reason``: tornado overwrites that with the text of the client's close frame.
-        self.disconnect_reason = "client"
-        self._queued_bytes = 0
-        self._allowance = 0  # bytes of a snapshot still queued, allowed on top of the cap
-        self._queued_lock = threading.Lock()
-        self._overflowed = False
-
-    def _opened(self) -> None:
-        # Frames go out when written: with Nagle's algorithm on (tornado's default), a small
-        # frame waits for the ACK of the previous one, which a client's delayed ACK holds
-        # back up to 40 ms (measured here: p99 Kafka-to-replica latency 50-80 ms, one client).
-        self.set_nodelay(True)
-        self.sessions.add(self)
-        self.metrics.websocket_sessions.set(len(self.sessions))
-
-    def queue_from_any_thread(self, messages: list[bytes], allowance: int = 0) -> None:
-        """Queue messages for this client; never blocks, never grows past the cap.
-
-        ``allowance``: bytes of these messages allowed on top of the cap while they
-        wait (a replica's snapshot), so that deltas after it still get the whole cap.
-        """
-        size = sum(len(m) for m in messages)
-        with self._queued_lock:
-            if self._overflowed:
-                return
-            if self._queued_bytes + size > self.max_buffer_bytes + self._allowance + allowance:
-                self._overflowed = True
-                self.loop.add_callback(self._disconnect_slow)
-                return
-            self._queued_bytes += size
-            self._allowance += allowance
-        self.loop.add_callback(self._write_all, messages, size, allowance)
-
-    def _write_all(self, messages: list[bytes], size: int, allowance: int = 0) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            self._release(size, allowance)
-            return
-        try:
-            for message in messages[:-1]:
-                self._write(message)
-            flushed = self._write(messages[-1])
-        except WebSocketClosedError:
-            self._release(size, allowance)
-            return
-        flushed.add_done_callback(lambda _future: self._release(size, allowance))
-
-    def _write(self, message: bytes) -> Future[None]:
-        future = _write_shared(self, message)
-        # A client that disconnects mid-write fails these futures; that is its normal end.
-        future.add_done_callback(_consume_exception)
-        self.metrics.websocket_messages_sent.inc()
-        self.metrics.websocket_bytes_sent.inc(len(message))
-        return future
-
-    def _release(self, size: int, allowance: int = 0) -> None:
-        with self._queued_lock:
-            self._queued_bytes -= size
-            self._allowance -= allowance
-
-    def _disconnect_slow(self) -> None:
-        log.warning(
-            "disconnecting a websocket client %s: more than %d bytes waiting to be sent",
-            self.request.remote_ip,
-            self.max_buffer_bytes,
-        )
-        self.disconnect_reason = "slow"
-        self.close(1008, "too slow: outgoing buffer limit exceeded")
-
-    def _closed(self) -> None:
-        if self in self.sessions:
-            self.sessions.discard(self)
-            self.metrics.websocket_sessions.set(len(self.sessions))
-            self.metrics.websocket_disconnects.labels(self.disconnect_reason).inc()
-
-    def shutdown(self) -> None:
-        """Close from the server side (service stopping)."""
-        self.disconnect_reason = "shutdown"
-        self.close(1001, "server shutting down")
 
 
 class PerspectiveWebSocket(BoundedWebSocket):
@@ -142,7 +41,8 @@ class PerspectiveWebSocket(BoundedWebSocket):
     def initialize(  # type: ignore[override]
         self,
         server: perspective.Server,
-        make_guard: Callable[[Any], SessionGuard],
+        guard_policy: GuardPolicy,
+        facts: TableFacts,
         workers: EngineWorkers,
         max_requests_per_second: float,
         max_pending_requests: int,
@@ -151,7 +51,8 @@ class PerspectiveWebSocket(BoundedWebSocket):
     ) -> None:
         super().initialize(**kwargs)
         self.perspective_server = server
-        self.make_guard = make_guard
+        self.guard_policy = guard_policy
+        self.facts = facts
         self.workers = workers
         self.max_requests_per_second = max_requests_per_second
         self.max_pending_requests = max_pending_requests
@@ -161,14 +62,20 @@ class PerspectiveWebSocket(BoundedWebSocket):
         self.session: Any = None
 
     def open(self, *args: str, **kwargs: str) -> None:
-        # Every request passes the guard (read-only tables, limits); see service/security.
-        self.guard = self.make_guard(self)
+        # Every request passes the guard: read-only tables, the tables this user may
+        # read, limits (service/security/guard.py).
+        self.guard = SessionGuard(
+            self.guard_policy,
+            can_read=self.access.table_filter(self.principal),
+            views_gauge=self.metrics.websocket_views,
+            facts=self.facts,
+        )
         self.rate = TokenBucket(self.max_requests_per_second)
         self.engine = SerialQueue(self.workers)
         self.session = self.perspective_server.new_session(
             self.guard.responses(lambda message: self.queue_from_any_thread([message]))
         )
-        self._opened()
+        self.session_opened()
 
     def on_message(self, message: str | bytes) -> None:
         if not isinstance(message, bytes):
@@ -245,63 +152,15 @@ class PerspectiveWebSocket(BoundedWebSocket):
                     guard.close()
 
             self.engine.close(close_session)
-        self._closed()
-
-
-class ReplicaFanout:
-    """Each replication flush to every replica of this IOLoop, framed once, in one callback.
-
-    The replicator thread frames the flush's messages as websocket frames once
-    (the server sends every replica the same unmasked, uncompressed frames) and
-    hands the IOLoop one callback for the whole audience. There, each replica
-    costs one size check and one write of the same bytes: no copy, no callback
-    and no metric update of its own. Handing every replica its own callback
-    (and two writes, and two counter updates) made a flush to 500 replicas a
-    long IOLoop stall, and the last replicas of each flush waited for the
-    first ones: the tail latency grew with the audience.
-    """
-
-    def __init__(self, loop: IOLoop, metrics: Metrics) -> None:
-        self.loop = loop
-        self.metrics = metrics
-
-    def broadcast(
-        self,
-        subscribers: list[Any],
-        frames: list[bytes],
-        failed: Callable[[Any], None],
-    ) -> None:
-        """From the replicator thread: queue ``frames`` for ``subscribers``; never blocks."""
-        parts: list[bytes] = []
-        for frame in frames:
-            parts += (frame_header(len(frame)), frame)
-        wire = b"".join(parts)
-        self.loop.add_callback(self._send, subscribers, frames, wire, failed)
-
-    def _send(
-        self,
-        subscribers: list[Any],
-        frames: list[bytes],
-        wire: bytes,
-        failed: Callable[[Any], None],
-    ) -> None:
-        sent = 0
-        for replica in subscribers:
-            try:
-                if replica.send_shared(wire, frames):
-                    sent += 1
-            except Exception:
-                failed(replica)
-        if sent:
-            self.metrics.websocket_messages_sent.inc(sent * len(frames))
-            self.metrics.websocket_bytes_sent.inc(sent * sum(len(f) for f in frames))
+        super().on_close()
 
 
 class ReplicateWebSocket(BoundedWebSocket):
     """``/replicate/{table}``: a snapshot, then every applied batch, as binary frames.
 
-    The first message is text: the table's name, schema, index and limit, so the
-    browser can create a worker table of the same kind. Then binary frames, each
+    The first message is text: the table's name, schema, index and limit (the
+    engine's, internal columns included, listed in ``hidden``), so the browser
+    can create a worker table of the same kind. Then binary frames, each
     one byte of kind then its body: ``S`` snapshot (Arrow IPC), ``U`` update
     (Arrow IPC), ``R`` removal keys (JSON list).
     """
@@ -309,7 +168,7 @@ class ReplicateWebSocket(BoundedWebSocket):
     def initialize(  # type: ignore[override]
         self,
         replicator: Replicator,
-        tables: dict,
+        tables: dict[str, TableConfig],
         workers: EngineWorkers,
         max_snapshot_bytes: int,
         fanout: ReplicaFanout,
@@ -324,19 +183,25 @@ class ReplicateWebSocket(BoundedWebSocket):
         self.table_name: str | None = None
         self._gone = False
 
+    def requested_tables(self) -> list[str]:
+        """The table in the path: refused before the upgrade unless the user may read it."""
+        return self.path_args[:1]
+
     async def open(self, name: str) -> None:
         if name not in self.tables:
             self.metrics.websocket_rejected.labels("unknown_table").inc()
             self.close(4404, f"no table named {name!r}")
             return
-        self._opened()
+        self.session_opened()
         table = self.tables[name]
+        # The engine's shape: a derived table's key, an append table's internal row numbers.
         hello = {
             "table": name,
-            "schema": dict(table.schema_),
-            "index": table.index,
-            "limit": table.limit,
+            "schema": table.engine_schema,
+            "index": table.engine_index,
+            "limit": table.engine_limit,
             "editable": table.editable,
+            "hidden": table.hidden_columns,
         }
         self.write_message(json.dumps(hello))
         # The snapshot is taken on an engine worker: serialising a large table takes a while,
@@ -389,7 +254,7 @@ class ReplicateWebSocket(BoundedWebSocket):
                 return False
             self._queued_bytes += size
         try:
-            stream = _shareable_stream(self)
+            stream = shareable_stream(self)
             if stream is None:  # its own framing: message by message, the usual way
                 self._write_all(frames, size)
                 return True
@@ -409,60 +274,4 @@ class ReplicateWebSocket(BoundedWebSocket):
         if self.table_name is not None:
             self.replicator.unsubscribe(self.table_name, self)
             self.table_name = None
-        self._closed()
-
-
-def frame_header(size: int) -> bytes:
-    """The header of one final, unmasked binary frame of ``size`` bytes (RFC 6455 5.2)."""
-    if size < 126:
-        return struct.pack("!BB", FIN_BINARY, size)
-    if size <= 0xFFFF:
-        return struct.pack("!BBH", FIN_BINARY, 126, size)
-    return struct.pack("!BBQ", FIN_BINARY, 127, size)
-
-
-def _shareable_stream(handler: WebSocketHandler) -> Any:
-    """The connection's stream if pre-framed bytes can go to it as they are, else None.
-
-    Raises WebSocketClosedError for a connection that is gone. Compressed or
-    masked connections (none here: the server negotiates no compression) need
-    their own framing.
-    """
-    connection = handler.ws_connection
-    if connection is None or connection.is_closing():
-        raise WebSocketClosedError()
-    stream = getattr(connection, "stream", None)
-    if (
-        not isinstance(connection, WebSocketProtocol13)
-        or connection.mask_outgoing
-        or getattr(connection, "_compressor", None) is not None
-        or stream is None
-    ):
-        return None
-    return stream
-
-
-def _write_shared(handler: WebSocketHandler, payload: bytes) -> Future[None]:
-    """Send ``payload`` as one binary message without copying it for this client.
-
-    Tornado's ``write_message`` builds each frame as ``header + payload``: a copy
-    per client, so a 17.9 MB snapshot sent to 120 replicas that do not read
-    held 2 GB. The same bytes go to every replica (snapshots and deltas are
-    shared), so the header is written on its own and the payload handed to the
-    stream as is (tornado keeps buffers over 2 KB as views, not copies): the
-    payload is in memory once, however many clients wait for it. Both writes
-    happen in one IOLoop callback, so no other frame can come between them.
-    """
-    stream = _shareable_stream(handler)
-    if stream is None:
-        return handler.write_message(payload, binary=True)
-    try:
-        stream.write(frame_header(len(payload)))
-        return stream.write(payload)
-    except StreamClosedError:
-        raise WebSocketClosedError() from None
-
-
-def _consume_exception(future: Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
+        super().on_close()

@@ -26,5 +26,11 @@ def test_every_scenario_runs_and_reports(kafka, tmp_path):
         "own server view each",
         "6 decode: avro",
         "6 decode: protobuf",
+        "7 restart: full replay",
+        "7 restart: from the snapshot",
+        "a snapshot of the table every",
+        "8 derived cost: derived table",
+        "9 derived viewers",
+        "10 retention",
     ):
         assert scenario in report, scenario

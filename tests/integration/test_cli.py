@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 
 from service.localkafka.broker import free_port
 from tests.helpers import http_get, json_bytes, produce, wait_until
@@ -142,9 +143,13 @@ def test_serve_serves_and_stops_gracefully_on_sigterm(kafka, topic_name, tmp_pat
 
 
 def test_demo_with_an_existing_kafka_serves_live_demo_tables(kafka):
-    port = free_port()
+    port, embed_port = free_port(), free_port()
     process = subprocess.Popen(
-        [*LIVETABLES, "demo", "--bootstrap", kafka.bootstrap, "--port", str(port)],
+        [
+            *LIVETABLES,
+            *("demo", "--bootstrap", kafka.bootstrap),
+            *("--port", str(port), "--embed-port", str(embed_port)),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -163,9 +168,21 @@ def test_demo_with_an_existing_kafka_serves_live_demo_tables(kafka):
             process.send_signal(signal.SIGUSR1)  # thread stacks into the output, for the report
             process.kill()
             raise AssertionError(process.communicate(timeout=10)[0].decode()[-6000:]) from None
-        assert set(counts) == {"trades", "quotes"}
+        assert set(counts) == {"trades", "quotes", "by_symbol"}
         first = counts["trades"]
         wait_until(lambda: (rows() or {}).get("trades", 0) > first, what="live trades")
+        # The second origin: an app embedding the tables, which the service lets in.
+        example = f"http://127.0.0.1:{embed_port}"
+        with urllib.request.urlopen(example + "/", timeout=10) as response:
+            page = response.read().decode()
+            policy = response.headers["Content-Security-Policy"]
+        assert f'from "http://127.0.0.1:{port}/static/livetables/embed.js"' in page
+        assert f"connect-src 'self' http://127.0.0.1:{port} ws://127.0.0.1:{port}" in policy
+        module = urllib.request.Request(
+            f"http://127.0.0.1:{port}/static/livetables/embed.js", headers={"Origin": example}
+        )
+        with urllib.request.urlopen(module, timeout=10) as response:
+            assert response.headers["Access-Control-Allow-Origin"] == example
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -173,3 +190,4 @@ def test_demo_with_an_existing_kafka_serves_live_demo_tables(kafka):
             process.kill()
     assert process.returncode == 0, output.decode()[-2000:]
     assert f"http://127.0.0.1:{port}/" in output.decode()
+    assert f"http://127.0.0.1:{embed_port}/" in output.decode()

@@ -324,7 +324,7 @@ def _has_data(result: list[dict]) -> bool:
 
 
 def test_every_dashboard_query_returns_data_from_a_real_prometheus(
-    kafka, topic_name, run_service, prometheus
+    kafka, topic_name, run_service, prometheus, tmp_path
 ):
     kafka.create_topic(topic_name, partitions=2)
     kafka.create_topic(f"{topic_name}-dlq")
@@ -339,14 +339,17 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
     service = run_service(
         {
             "kafka": {"bootstrap_servers": kafka.bootstrap},
+            "snapshots": {"dir": str(tmp_path / "snapshots"), "interval": "1s"},
             "tables": {
                 "ticks": {
                     "topic": topic_name,
                     "schema": SCHEMA,
                     "limit": 2000,
                     "dead_letter_topic": f"{topic_name}-dlq",
+                    "retention": "1h",
                 },
                 "last": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
+                "by_sym": {"from": "last", "view": {"group_by": ["sym"], "columns": ["qty"]}},
             },
         }
     )
@@ -380,11 +383,11 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus(
             "__rate_interval": RATE_INTERVAL,
             "job": JOB,
             "instance": grafana_regex([target]),
-            "table": grafana_regex(["last", "ticks"]),
+            "table": grafana_regex(["last", "ticks", "by_sym"]),
         }
 
         # The variables' own queries: label_values(selector, label).
-        expected = {"job": {JOB}, "instance": {target}, "table": {"last", "ticks"}}
+        expected = {"job": {JOB}, "instance": {target}, "table": {"last", "ticks", "by_sym"}}
         for variable in dashboard["templating"]["list"]:
             if variable["type"] != "query":
                 continue

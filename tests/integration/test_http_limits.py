@@ -18,9 +18,9 @@ from tests.helpers import wait_until
 from tests.security_helpers import (
     ServiceProcess,
     closed_by_peer,
-    connect,
     get_request,
     open_from,
+    open_socket,
     poll,
     raw_http,
     raw_websocket,
@@ -151,16 +151,16 @@ def test_websocket_session_caps_refuse_the_upgrade_with_503(kafka, topic_name, r
 
     async def refused(url: str, headers: dict[str, str]) -> HTTPClientError:
         with pytest.raises(HTTPClientError) as error:
-            await connect(url, headers)
+            await open_socket(url, headers)
         return error.value
 
     async def scenario() -> None:
-        first = await connect(service.ws_url, client("10.1.0.1"))
-        await connect(replicate_url, client("10.1.0.1"))
+        first = await open_socket(service.ws_url, client("10.1.0.1"))
+        await open_socket(replicate_url, client("10.1.0.1"))
         error = await refused(service.ws_url, client("10.1.0.1"))
         assert error.code == 503
         assert b"max_websocket_sessions_per_address" in error.response.body
-        await connect(service.ws_url, client("10.1.0.2"))
+        await open_socket(service.ws_url, client("10.1.0.2"))
         error = await refused(replicate_url, client("10.1.0.3"))
         assert error.code == 503
         assert b"(server.max_websocket_sessions)" in error.response.body
@@ -172,7 +172,7 @@ def test_websocket_session_caps_refuse_the_upgrade_with_503(kafka, topic_name, r
                 service.ws_url, client("10.1.0.4", Origin="https://evil.example.test")
             )
             assert error.code == 403
-        last = await connect(service.ws_url, client("10.1.0.4"))
+        last = await open_socket(service.ws_url, client("10.1.0.4"))
         last.close()
 
     asyncio.run(scenario())

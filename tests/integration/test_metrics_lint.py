@@ -31,6 +31,16 @@ CONTRACT = {
     "livetables_websocket_rejected_requests": ("counter", {"reason"}),
     "livetables_websocket_disconnects": ("counter", {"reason"}),
     "livetables_build_info": ("gauge", {"version"}),
+    "livetables_table_start": ("gauge", {"table", "kind"}),
+    "livetables_snapshot_duration_seconds": ("histogram", {"table"}),
+    "livetables_snapshot_bytes": ("gauge", {"table"}),
+    "livetables_snapshot_age_seconds": ("gauge", {"table"}),
+    "livetables_snapshots": ("counter", {"table", "outcome"}),
+    "livetables_snapshot_restore_seconds": ("gauge", {"table"}),
+    "livetables_derived_refresh_seconds": ("histogram", {"table"}),
+    "livetables_derived_refresh_failures": ("counter", {"table"}),
+    "livetables_rows_expired": ("counter", {"table"}),
+    "livetables_expiry_failures": ("counter", {"table"}),
 }
 
 
@@ -56,7 +66,7 @@ async def _websocket_session(url: str, table_name: str) -> None:
     pump_task.cancel()
 
 
-def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
+def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service, tmp_path):
     kafka.create_topic(topic_name, partitions=2)
     records = []
     for i in range(400):
@@ -72,13 +82,20 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
     service = run_service(
         {
             "kafka": {"bootstrap_servers": kafka.bootstrap},
+            "snapshots": {"dir": str(tmp_path), "interval": "1s"},
             "tables": {
                 "quotes": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
                 "log": {"topic": topic_name, "schema": SCHEMA, "limit": 100},
+                "recent": {"topic": topic_name, "schema": SCHEMA, "retention": "1h"},
+                "by_sym": {"from": "quotes", "view": {"group_by": ["sym"], "columns": ["qty"]}},
             },
         }
     )
     wait_until(service.ready, what="catch-up")
+    wait_until(
+        lambda: service.metric("livetables_snapshots_total", table="log", outcome="written"),
+        what="a snapshot written",
+    )
     asyncio.run(_websocket_session(service.ws_url, "quotes"))
     wait_until(
         lambda: service.metric("livetables_websocket_disconnects_total", reason="client") == 1,
@@ -115,6 +132,7 @@ def test_metrics_with_traffic_pass_promtool(kafka, topic_name, run_service):
     assert service.metric("livetables_decode_errors_total", table="quotes", reason="invalid_json")
     assert service.metric("livetables_rows_applied_total", table="quotes", op="remove")
     assert service.metric("livetables_update_latency_seconds_count", table="quotes") > 0
+    assert service.metric("livetables_derived_refresh_seconds_count", table="by_sym") > 0
 
     def bounds(name: str) -> list[str]:
         samples = families[name].samples

@@ -18,8 +18,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from tornado.httpclient import HTTPClientError
 
+from service.remote import connect
 from tests.helpers import json_bytes, produce, wait_until
-from tests.security_helpers import RemoteClient, connect, poll
+from tests.security_helpers import open_socket, poll
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
 AUDIENCE = "livetables"
@@ -175,23 +176,23 @@ def test_websockets_need_a_token_from_header_query_or_cookie(secured, provider):
 
     async def scenario() -> None:
         with pytest.raises(HTTPClientError) as refused:
-            await connect(service.ws_url)
+            await open_socket(service.ws_url)
         assert refused.value.code == 401
         with pytest.raises(HTTPClientError):
-            await connect(service.ws_url, bearer("wrong-token-0123456789"))
+            await open_socket(service.ws_url, bearer("wrong-token-0123456789"))
         for url, headers in [
             (service.ws_url, bearer(GRAFANA)),
             (f"{service.ws_url}?token={provider.token()}", {}),
             (service.ws_url, {"Cookie": f"livetables_token={GRAFANA}"}),
         ]:
-            remote = await RemoteClient.open(url, headers)
+            remote = await connect(url, headers=headers)
             table = await remote.client.open_table("quotes")
             assert await table.size() == 50
-            await remote.close()
+            remote.close()
         replicate = service.ws_url.replace("/websocket", "/replicate/quotes")
         with pytest.raises(HTTPClientError):
-            await connect(replicate)
-        socket = await connect(replicate, bearer(GRAFANA))
+            await open_socket(replicate)
+        socket = await open_socket(replicate, bearer(GRAFANA))
         hello = json.loads(await socket.read_message())
         assert hello["table"] == "quotes"
         socket.close()
@@ -208,10 +209,10 @@ def test_foreign_origins_are_refused_and_listed_ones_accepted(secured):
         # behind a TLS-terminating proxy the browser says https where the service sees http).
         for origin in ("https://evil.example.test", "null", "http://127.0.0.1:1"):
             with pytest.raises(HTTPClientError) as refused:
-                await connect(service.ws_url, {**bearer(GRAFANA), "Origin": origin})
+                await open_socket(service.ws_url, {**bearer(GRAFANA), "Origin": origin})
             assert refused.value.code == 403, origin
         for origin in (f"http://{host}", f"https://{host}", "https://grafana.example.test"):
-            socket = await connect(service.ws_url, {**bearer(GRAFANA), "Origin": origin})
+            socket = await open_socket(service.ws_url, {**bearer(GRAFANA), "Origin": origin})
             socket.close()
 
     asyncio.run(scenario())
@@ -234,18 +235,18 @@ def test_per_table_allow_lists(secured, provider):
     async def scenario() -> None:
         replicate = service.ws_url.replace("/websocket", "/replicate/secret")
         with pytest.raises(HTTPClientError) as refused:
-            await connect(replicate, grafana)
+            await open_socket(replicate, grafana)
         assert refused.value.code == 403
-        remote = await RemoteClient.open(service.ws_url, grafana)
+        remote = await connect(service.ws_url, headers=grafana)
         assert await remote.client.get_hosted_table_names() == ["quotes"]
         with pytest.raises(perspective.PerspectiveError):
             await remote.client.open_table("secret")
-        await remote.close()
-        remote = await RemoteClient.open(service.ws_url, risk)
+        remote.close()
+        remote = await connect(service.ws_url, headers=risk)
         assert sorted(await remote.client.get_hosted_table_names()) == ["quotes", "secret"]
         table = await remote.client.open_table("secret")
         assert await table.size() == 50
-        await remote.close()
+        remote.close()
 
     asyncio.run(scenario())
 
@@ -255,9 +256,9 @@ def test_a_session_ends_when_its_jwt_expires(secured, provider):
     token = provider.token(exp=int(time.time()) + 2)
 
     async def scenario() -> None:
-        remote = await RemoteClient.open(service.ws_url, bearer(token))
+        remote = await connect(service.ws_url, headers=bearer(token))
         await remote.client.open_table("quotes")
-        await poll(lambda: remote._pump.done(), timeout=40, what="the session to be closed")
+        await poll(lambda: remote.pump.done(), timeout=40, what="the session to be closed")
         assert remote.socket.close_code == 1008
 
     asyncio.run(scenario())

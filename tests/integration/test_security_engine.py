@@ -20,8 +20,9 @@ import pyarrow as pa
 from confluent_kafka import Producer
 from tornado.websocket import websocket_connect
 
+from service.remote import connect
 from tests.helpers import json_bytes, produce
-from tests.security_helpers import RemoteClient, ServiceProcess, poll
+from tests.security_helpers import ServiceProcess, poll
 
 ROWS = 300_000
 SCHEMA = {"id": "string", "seq": "integer", "sym": "string", "px": "float", "note": "string"}
@@ -98,13 +99,13 @@ async def _refusal(attempt) -> str:
 async def _serialise_back_to_back(url: str, stop: asyncio.Event) -> int:
     """Allowed reads (500k cells each), always a few waiting: the engine's table lock
     favours readers, so two sessions doing this kept every update of the table out."""
-    remote = await RemoteClient.open(url)
+    remote = await connect(url)
     view = await (await remote.client.open_table("ticks")).view()
     reads = 0
     while not stop.is_set():
         await asyncio.gather(*(view.to_arrow(start_row=0, end_row=100_000) for _ in range(4)))
         reads += 4
-    await remote.close()
+    remote.close()
     return reads
 
 
@@ -113,7 +114,7 @@ async def _hostile(url: str, heavy: list[float]) -> dict[str, list[str]]:
 
     ``heavy`` gets the start and end (monotonic) of an allowed request that takes a while.
     """
-    remote = await RemoteClient.open(url)
+    remote = await connect(url)
     table = await remote.client.open_table("ticks")
     errors = []
     errors.append(await _refusal(table.view(split_by=["sym"])))
@@ -140,7 +141,7 @@ async def _hostile(url: str, heavy: list[float]) -> dict[str, list[str]]:
     burst = await asyncio.gather(
         *(flat.to_arrow(start_row=0, end_row=10) for _ in range(600)), return_exceptions=True
     )
-    await remote.close()
+    remote.close()
     return {
         "refused": errors,
         "waiting": [str(e) for e in waiting if isinstance(e, Exception)],

@@ -12,8 +12,9 @@ import time
 
 from confluent_kafka import Producer
 
+from service.remote import connect
 from tests.helpers import json_bytes, produce, wait_until
-from tests.security_helpers import RemoteClient, ServiceProcess, connect, poll
+from tests.security_helpers import ServiceProcess, open_socket, poll
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer", "note": "string"}
 KEYS = 5000
@@ -87,12 +88,12 @@ def test_a_client_that_never_reads_is_disconnected_and_memory_stays_bounded(
 
         async def scenario() -> dict[str, float]:
             # A Perspective client with a live flat view and a row-delta callback...
-            remote = await RemoteClient.open(service.ws_url)
+            remote = await connect(service.ws_url)
             table = await remote.client.open_table("ticks")
             view = await table.view()
             await view.on_update(lambda *_: None, mode="row")
             # ...and a browser replica, both read what they are sent at first, then stall.
-            replica = await connect(service.ws_url.replace("/websocket", "/replicate/ticks"))
+            replica = await open_socket(service.ws_url.replace("/websocket", "/replicate/ticks"))
             hello = json.loads(await replica.read_message())
             assert hello["table"] == "ticks"
             await replica.read_message()  # the snapshot
@@ -115,7 +116,7 @@ def test_a_client_that_never_reads_is_disconnected_and_memory_stays_bounded(
                 peak = max(peak, service.rss_bytes())
                 await asyncio.sleep(0.1)
             replica.close()
-            await remote.close()
+            remote.close()
             return {"baseline": baseline, "peak": peak, "seconds": dropped_after}
 
         measured = asyncio.run(scenario())

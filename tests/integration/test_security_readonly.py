@@ -7,8 +7,9 @@ import asyncio
 import perspective
 import pytest
 
+from service.remote import connect
 from tests.helpers import json_bytes, produce, wait_until
-from tests.security_helpers import RemoteClient, poll
+from tests.security_helpers import poll
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
 
@@ -34,6 +35,8 @@ def tables(kafka, topic_name, run_service):
                 "quotes": {"topic": topic_name, "schema": SCHEMA, "index": "id"},
                 "log": {"topic": topic_name, "schema": SCHEMA},
                 "window": {"topic": topic_name, "schema": SCHEMA, "limit": 500},
+                # Derived tables are read-only always.
+                "by_sym": {"from": "log", "view": {"group_by": ["sym"], "columns": ["qty"]}},
                 "scratch": {
                     "topic": topic_name,
                     "schema": SCHEMA,
@@ -66,11 +69,11 @@ async def _write(table, operation: str) -> None:
 
 def test_remote_writes_are_refused_and_tables_stay_byte_for_byte_intact(tables):
     service = tables
-    read_only = ["quotes", "log", "window"]
+    read_only = ["quotes", "log", "window", "by_sym"]
     before = {name: _arrow(service, name) for name in read_only}
 
     async def scenario() -> dict[str, list[str]]:
-        remote = await RemoteClient.open(service.ws_url)
+        remote = await connect(service.ws_url)
         client = remote.client
         errors: dict[str, list[str]] = {}
         remote_before = {}
@@ -91,7 +94,7 @@ def test_remote_writes_are_refused_and_tables_stay_byte_for_byte_intact(tables):
             except perspective.PerspectiveError as exc:
                 errors.setdefault(f"new:{name}", []).append(str(exc))
         assert sorted(await client.get_hosted_table_names()) == sorted([*read_only, "scratch"])
-        await remote.close()
+        remote.close()
         return errors
 
     errors = asyncio.run(scenario())
@@ -120,7 +123,7 @@ def test_an_editable_table_accepts_remote_writes_but_stays_hosted_and_fed(
     service = tables
 
     async def scenario() -> None:
-        remote = await RemoteClient.open(service.ws_url)
+        remote = await connect(service.ws_url)
         scratch = await remote.client.open_table("scratch")
         await scratch.update([{"id": "new", "sym": "N", "px": 1.5, "qty": 1}])
         assert await scratch.size() == 301
@@ -139,7 +142,7 @@ def test_an_editable_table_accepts_remote_writes_but_stays_hosted_and_fed(
         assert "scratch" in await remote.client.get_hosted_table_names()
         await scratch.update([{"id": "back", "sym": "B", "px": 3.0, "qty": 3}])
         assert await scratch.size() == 1
-        await remote.close()
+        remote.close()
 
     asyncio.run(scenario())
     assert service.metric("livetables_websocket_rejected_requests_total", reason="read_only") == 0
@@ -156,13 +159,13 @@ def test_a_thousand_sessions_leave_no_session_and_no_view_behind(tables):
 
     async def worker(count: int) -> None:
         for _ in range(count):
-            remote = await RemoteClient.open(service.ws_url)
+            remote = await connect(service.ws_url)
             table = await remote.client.open_table("quotes")
             flat = await table.view()
             await flat.on_update(lambda *_: None)
             grouped = await table.view(group_by=["sym"], columns=["qty"])
             assert await grouped.num_rows() == 8  # 7 symbols and the total
-            await remote.close()
+            remote.close()
 
     async def scenario() -> None:
         await asyncio.gather(*(worker(cycles // workers) for _ in range(workers)))
@@ -176,7 +179,7 @@ def test_a_thousand_sessions_leave_no_session_and_no_view_behind(tables):
 
 
 async def _flood_views(url: str, limit: int) -> tuple[int, bool]:
-    remote = await RemoteClient.open(url)
+    remote = await connect(url)
     table = await remote.client.open_table("quotes")
     made, refused = 0, False
     for _ in range(limit + 5):
@@ -187,7 +190,7 @@ async def _flood_views(url: str, limit: int) -> tuple[int, bool]:
             assert "live views" in str(exc)
             refused = True
             break
-    await remote.close()
+    remote.close()
     return made, refused
 
 
@@ -206,14 +209,14 @@ def test_view_limit_and_persistent_offenders_are_closed(kafka, topic_name, run_s
     assert service.metric("livetables_websocket_rejected_requests_total", reason="too_many_views")
 
     async def offender() -> None:
-        remote = await RemoteClient.open(service.ws_url)
+        remote = await connect(service.ws_url)
         table = await remote.client.open_table("quotes")
         for _ in range(10):
             with pytest.raises(perspective.PerspectiveError):
                 await table.clear()
         # The eleventh refusal closes the session.
         last = asyncio.ensure_future(table.clear())
-        await poll(lambda: remote._pump.done(), what="the server closing the session")
+        await poll(lambda: remote.pump.done(), what="the server closing the session")
         last.cancel()
         assert remote.socket.close_code == 1008
 

@@ -6,10 +6,11 @@ import asyncio
 
 import perspective
 
+from service.remote import connect
 from service.security import wire
-from service.security.guard import KIND_NUMBERS
+from service.security.protocol import KIND_NUMBERS
 from tests.helpers import json_bytes, produce, wait_until
-from tests.security_helpers import RemoteClient, ServiceProcess, connect, poll
+from tests.security_helpers import ServiceProcess, open_socket, poll
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float"}
 
@@ -71,8 +72,8 @@ def test_two_sessions_choosing_the_same_view_id_then_closing_leave_the_process_a
         wait_until(service.ready, what="catch-up")
 
         async def scenario() -> None:
-            first = await connect(service.ws_url)
-            second = await connect(service.ws_url)
+            first = await open_socket(service.ws_url)
+            second = await open_socket(service.ws_url)
             for socket in (first, second):
                 socket.write_message(_make_view(1, "quotes", "dup"), binary=True)
                 kind, _ = await _answer(socket, 1)
@@ -115,13 +116,13 @@ def test_a_session_cannot_reach_another_sessions_view_even_knowing_its_id(
     wait_until(service.ready, what="catch-up")
 
     async def scenario() -> None:
-        owner = await RemoteClient.open(service.ws_url)
+        owner = await connect(service.ws_url)
         table = await owner.client.open_table("quotes")
         view = await table.view(group_by=["sym"])
         assert await view.num_rows() == 6
         (guard,) = [s.guard for s in service.service.sessions]
         (client_id,) = guard.views
-        intruder = await connect(service.ws_url)
+        intruder = await open_socket(service.ws_url)
         # Naming a view of its own after the owner's, then deleting it, deletes its own.
         intruder.write_message(_make_view(1, "quotes", client_id), binary=True)
         assert (await _answer(intruder, 1))[0] == KIND_NUMBERS["table_make_view"]
@@ -142,7 +143,7 @@ def test_a_session_cannot_reach_another_sessions_view_even_knowing_its_id(
         assert (await view.to_columns())["__ROW_PATH__"][1:] == [[f"S{i}"] for i in range(5)]
         await view.delete()
         intruder.close()
-        await owner.close()
+        owner.close()
 
     asyncio.run(scenario())
     assert (

@@ -77,12 +77,13 @@ def test_the_wheel_carries_the_compiled_c_extensions(wheel: Path) -> None:
 
 
 def test_the_shipped_files_are_the_ones_the_pages_load() -> None:
-    """Every module the page script imports and every stylesheet a template links is shipped."""
+    """Every module the page scripts (and embed.js) import and every stylesheet a template
+    links is shipped."""
     shipped = set(assets.files_to_ship())
     web = ROOT / "service" / "web"
-    script = (web / "static" / "livetables.js").read_text("utf-8")
+    scripts = "".join(p.read_text("utf-8") for p in (web / "static").glob("*.js"))
     templates = "".join(p.read_text("utf-8") for p in (web / "templates").glob("*.html"))
-    loaded = set(re.findall(r'asset\("([^"]+)"\)', script))
+    loaded = set(re.findall(r'asset\(root, "([^"]+)"\)', scripts))
     loaded |= set(re.findall(r"static/perspective/([^\"'\s]+)", templates))
     assert loaded, "found no asset references: has the page script changed its helper?"
     assert loaded <= shipped, loaded - shipped

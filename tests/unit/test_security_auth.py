@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from service.config import AuthConfig, ConfigError, parse_config
 from service.security.auth import Authenticator, AuthError
-from service.security.web import Gate, normalise_origin, redact
+from service.security.origins import OriginPolicy, normalise_origin
+from service.security.tokens import redact
 
 ISSUER = "https://idp.example.test/realms/desk"
 AUDIENCE = "livetables"
@@ -236,8 +237,7 @@ def test_tokens_come_from_the_environment_and_a_file(tmp_path, monkeypatch):
     ],
 )
 def test_websocket_origins(origin, host, allowed, expected):
-    gate = Gate(authenticator(), metrics=None, allowed_origins=allowed)  # type: ignore[arg-type]
-    assert gate.origin_allowed(origin, host) is expected
+    assert OriginPolicy(allowed).allows(origin, host) is expected
 
 
 def test_origins_normalise_and_tokens_are_redacted_from_logs():

@@ -6,8 +6,6 @@ A real TableHost (perspective engine, distinct-value tracking fed through
 
 from __future__ import annotations
 
-import asyncio
-
 import perspective
 import pyarrow as pa
 import pytest
@@ -15,9 +13,12 @@ import pytest
 from connectors.base import DecodedBatch
 from service.cardinality import TRACKED_VALUES, DistinctValues
 from service.config import parse_config
+from service.security import wire
 from service.security.cost import CostLimits
 from service.security.guard import GuardPolicy, SessionGuard
+from service.security.protocol import KIND_NUMBERS
 from service.tables import TableHost
+from tests.unit.guarded_client import GuardedClient
 
 ROWS = 20_000
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer"}
@@ -53,51 +54,21 @@ def host():
     host.close()
 
 
-class Session:
+class Session(GuardedClient):
     """One guarded session on the host's server, driven by a stock client."""
 
     def __init__(self, host: TableHost, **limits) -> None:
         policy = GuardPolicy(
             frozenset(host.tables), frozenset({"scratch"}), costs=CostLimits(**limits)
         )
-        self.guard = SessionGuard(policy, facts=host)
-        self.received: list[bytes] = []
-        self.verdicts: list = []
-        self.session = host.server.new_session(self._respond)
-        self.client: perspective.AsyncClient | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        super().__init__(host.server, SessionGuard(policy, facts=host))
 
-    def _respond(self, message: bytes) -> None:
-        message = self.guard.outgoing(message)
-        if message is None:
-            return
-        self.received.append(message)
-        assert self.loop is not None and self.client is not None
-        client = self.client
-        self.loop.call_soon_threadsafe(
-            lambda: asyncio.ensure_future(client.handle_response(message))
-        )
-
-    async def _send(self, frame: bytes) -> None:
-        verdict = self.guard.handle(frame, self.session.handle_request)
-        self.verdicts.append(verdict)
-        if not verdict.allowed and verdict.response is not None:
-            self._respond(verdict.response)
-
-    def run(self, scenario) -> None:
-        async def main() -> None:
-            self.loop = asyncio.get_running_loop()
-            self.client = perspective.AsyncClient(self._send)
-            await asyncio.wait_for(scenario(self.client), 60)
-
+    def run(self, scenario, timeout: float = 60) -> None:
         try:
-            asyncio.run(main())
+            super().run(scenario, timeout)
         finally:
             self.session.close()
             self.guard.close()
-
-    def refusals(self) -> list[str]:
-        return [v.reason for v in self.verdicts if not v.allowed]
 
 
 async def _refused(attempt) -> str:
@@ -250,3 +221,21 @@ def test_views_carry_server_names_in_the_engine_and_client_names_outside(host):
     assert s.refusals() == []
     sent = b"".join(s.received)
     assert names["client"].encode() in sent and names["server"].encode() not in sent
+
+
+def test_a_view_config_given_twice_is_priced_as_the_engine_merges_it(host):
+    # Protobuf merges a message field that repeats: the engine reads both configs as one,
+    # a flat view (20k cells) plus a split by 13 symbols. Pricing the first alone would
+    # pass a view of about 1.4 M cells.
+    s = Session(host, max_view_cells=100_000)
+    flat, split = b"", wire.string_field(2, "sym")
+    body = wire.string_field(1, "v1") + wire.bytes_field(2, flat) + wire.bytes_field(2, split)
+    frame = (
+        wire.varint_field(1, 7)
+        + wire.string_field(2, "ticks")
+        + wire.bytes_field(KIND_NUMBERS["table_make_view"], body)
+    )
+    verdict = s.guard.check(frame)
+    assert verdict.reason == "view_too_large", verdict
+    assert "split_by ['sym']" in (verdict.message or "")
+    assert s.guard.views == {}

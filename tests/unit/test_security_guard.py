@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import perspective
 import pytest
 
 from service.security import wire
-from service.security.guard import (
-    KIND_NUMBERS,
-    GuardPolicy,
-    SessionGuard,
-    error_response,
-)
+from service.security.guard import GuardPolicy, SessionGuard
+from service.security.messages import error_response
+from service.security.protocol import KIND_NUMBERS
+from tests.unit.guarded_client import GuardedClient
 
 
 class Gauge:
@@ -28,12 +25,12 @@ class Gauge:
         self.value -= n
 
 
-class Harness:
+class Harness(GuardedClient):
     """A perspective server with two tables, one session behind a guard, and a client."""
 
     def __init__(self, can_read=None, **limits) -> None:
-        self.server = perspective.Server()
-        local = self.server.new_local_client()
+        server = perspective.Server()
+        local = server.new_local_client()
         self.quotes = local.table({"sym": "string", "px": "float"}, name="quotes", index="sym")
         self.quotes.update([{"sym": "A", "px": 1.0}, {"sym": "B", "px": 2.0}])
         self.scratch = local.table({"x": "integer"}, name="scratch")
@@ -41,39 +38,7 @@ class Harness:
         policy = GuardPolicy(
             frozenset({"quotes", "scratch", "secret"}), frozenset({"scratch"}), **limits
         )
-        self.guard = SessionGuard(policy, can_read=can_read, views_gauge=self.gauge)
-        self.verdicts: list = []
-        self.sent: list[bytes] = []
-        self.session = self.server.new_session(self._respond)
-        self.client: perspective.AsyncClient | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def _respond(self, message: bytes) -> None:
-        message = self.guard.outgoing(message)
-        if message is None:
-            return
-        assert self.loop is not None and self.client is not None
-        if self.loop.is_closed():
-            return  # a response to a frame a test sent by hand, after the client's loop
-        client = self.client
-        self.loop.call_soon_threadsafe(
-            lambda: asyncio.ensure_future(client.handle_response(message))
-        )
-
-    async def _send(self, frame: bytes) -> None:
-        self.sent.append(frame)
-        verdict = self.guard.handle(frame, self.session.handle_request)
-        self.verdicts.append(verdict)
-        if not verdict.allowed and verdict.response is not None:
-            self._respond(verdict.response)
-
-    def run(self, scenario) -> None:
-        async def main() -> None:
-            self.loop = asyncio.get_running_loop()
-            self.client = perspective.AsyncClient(self._send)
-            await asyncio.wait_for(scenario(self.client), 30)
-
-        asyncio.run(main())
+        super().__init__(server, SessionGuard(policy, can_read=can_read, views_gauge=self.gauge))
 
     def contents(self) -> bytes:
         view = self.quotes.view()

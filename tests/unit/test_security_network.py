@@ -7,7 +7,8 @@ import pytest
 from service.config import ConfigError, parse_config
 from service.security.headers import security_headers
 from service.security.network import HostPolicy, TrustedProxies, valid_frame_ancestor
-from service.security.web import SessionSlots, redact
+from service.security.slots import SessionSlots
+from service.security.tokens import redact
 from service.web.pages import _script_json
 
 MINIMAL = {"tables": {"t": {"topic": "a", "schema": {"x": "string"}}}}

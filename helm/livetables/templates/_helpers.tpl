@@ -151,7 +151,18 @@ derived security properties; bootstrapServers wins over config.kafka.bootstrap_s
 {{- if not (hasKey $config "tables") }}
 {{- $_ := set $config "tables" dict }}
 {{- end }}
+{{- if .Values.persistence.enabled }}
+{{- $snapshots := get $config "snapshots" | default dict }}
+{{- $_ := set $snapshots "dir" .Values.persistence.mountPath }}
+{{- $_ := set $snapshots "interval" (get $snapshots "interval" | default .Values.persistence.interval) }}
+{{- $_ := set $config "snapshots" $snapshots }}
+{{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The claim the snapshots volume mounts. */}}
+{{- define "livetables.snapshotClaim" -}}
+{{- .Values.persistence.persistentVolumeClaim.existingClaim | default (printf "%s-snapshots" (include "livetables.fullname" .)) }}
 {{- end }}
 
 {{/* The container port: config.server.port. */}}
@@ -211,6 +222,13 @@ derived security properties; bootstrapServers wins over config.kafka.bootstrap_s
 {{- fail "kafka.tls: mutual TLS needs both certKey and keyKey (or neither)" }}
 {{- else if and $tls.enabled (not $tls.existingSecret) (ne (empty $tls.cert) (empty $tls.key)) }}
 {{- fail "kafka.tls: mutual TLS needs both cert and key (or neither)" }}
+{{- end }}
+{{- if and .Values.config.snapshots (not .Values.persistence.enabled) }}
+{{- fail "config.snapshots: snapshots need a volume (the root filesystem is read-only): set persistence.enabled=true instead; the chart sets the directory" }}
+{{- end }}
+{{- $pvc := .Values.persistence.persistentVolumeClaim }}
+{{- if and .Values.persistence.enabled (eq .Values.persistence.type "persistentVolumeClaim") (not $pvc.existingClaim) (not (has "ReadWriteMany" $pvc.accessModes)) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
+{{- fail "persistence.persistentVolumeClaim.accessModes: several replicas mount the one claim, so it must be ReadWriteMany (or use persistence.type=emptyDir: a directory per pod)" }}
 {{- end }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.parentRefs: name at least one Gateway to attach the route to" }}
