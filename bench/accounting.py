@@ -27,6 +27,16 @@ from pathlib import Path
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STAGES = ("consume", "extract", "decode", "apply", "replicate", "bookkeeping")
 THREAD_GROUPS = ("consumer", "librdkafka", "applier", "replicator", "ioloop", "engine", "other")
+SHORT = {
+    "replicate": "repl",
+    "bookkeeping": "book",
+    "consumer": "cons",
+    "librdkafka": "rdk",
+    "applier": "appl",
+    "replicator": "repl",
+    "ioloop": "loop",
+    "engine": "eng",
+}
 
 
 def _cpu_of(stat_path: Path) -> float:
@@ -92,6 +102,11 @@ class Snapshot:
     process: float
     broker: float
 
+    @classmethod
+    def at_start(cls, broker_pid: int | None) -> Snapshot:
+        """A process about to start: nothing spent yet, the broker as it is now."""
+        return cls(dict.fromkeys(STAGES, 0.0), Counter(), 0.0, process_cpu(broker_pid))
+
 
 @dataclass
 class Accounting:
@@ -111,11 +126,15 @@ class Accounting:
         return busy * self.records / 1e6 / self.seconds if self.seconds else float("nan")
 
     def columns(self) -> dict[str, float]:
-        """One flat row for the report: microseconds of CPU per record."""
-        row: dict[str, float] = {f"{s}_us": self.stages_us.get(s, 0.0) for s in STAGES}
-        row.update({f"{g}_thr_us": self.threads_us.get(g, 0.0) for g in THREAD_GROUPS})
-        row["process_us"] = self.process_us
-        row["broker_us"] = self.broker_us
+        """One flat row for the report: microseconds of CPU per record, short column names.
+
+        Stages by name (``repl``: replicate, ``book``: bookkeeping), thread groups as
+        ``t:<group>``, then the process, the broker and the cores both kept busy.
+        """
+        row: dict[str, float] = {SHORT.get(s, s): self.stages_us.get(s, 0.0) for s in STAGES}
+        row.update({f"t:{SHORT.get(g, g)}": self.threads_us.get(g, 0.0) for g in THREAD_GROUPS})
+        row["process"] = self.process_us
+        row["broker"] = self.broker_us
         row["cores"] = self.cores
         return row
 

@@ -220,9 +220,9 @@ def replicated_viewers(kafka: LocalKafka, sizes: Sizes, results: Results, new_to
         },
         "summary": {"from": "t", "view": SUMMARY_VIEW},
     }
-    for audience in sizes.audiences:
+    for audience in sizes.derived_audiences:
         _progress(
-            f"scenario 7: {audience} replicated viewers of a {GROUPS}-row derived table, "
+            f"scenario 9: {audience} replicated viewers of a {GROUPS}-row derived table, "
             f"{sizes.live_rate:,} records/s into a {sizes.derived_source:,}-row source"
         )
         with ServedLivetables(

@@ -164,11 +164,13 @@ class ServedLivetables:
                     raise RuntimeError(f"table {table} ready before all {records} records")
                 # Tiny inputs can finish within one poll: count at least one poll interval.
                 elapsed = max(now - (first_at or now), POLL_S)
+                # ... and if all of them were in by the first poll, count them all.
+                counted = records - first_count or records
                 return {
                     "records": records,
                     "seconds": elapsed,
-                    "rate": (records - first_count) / elapsed,
-                    "counted": records - first_count,
+                    "rate": counted / elapsed,
+                    "counted": counted,
                 }
             self._check_alive()
             time.sleep(POLL_S)
