@@ -30,7 +30,7 @@ from service.security.guard import GuardPolicy, SessionGuard, Verdict
 from service.security.ratelimit import TokenBucket
 from service.security.refusals import ENGINE_ERROR, RATE_LIMITED, TOO_MANY_PENDING
 from service.web.fanout import ReplicaFanout
-from service.web.outgoing import BoundedWebSocket, shareable_stream
+from service.web.outgoing import BoundedWebSocket, shareable_stream, write_now
 
 log = logging.getLogger(__name__)
 
@@ -240,11 +240,24 @@ class ReplicateWebSocket(BoundedWebSocket):
     def send_shared(self, wire: bytes, frames: list[bytes]) -> bool:
         """On the IOLoop: queue a flush's pre-framed bytes (``ReplicaFanout``); False if not sent.
 
-        The same cap as every other message: past it the replica is disconnected as slow.
+        Written straight to the socket when nothing of this replica's is queued
+        (``write_now``); what the socket does not take is queued under the same cap as
+        every other message: past it the replica is disconnected as slow.
         """
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        if self.ws_connection is None or self.ws_connection.is_closing() or self._overflowed:
             return False
-        size = len(wire)
+        try:
+            stream = shareable_stream(self)
+        except WebSocketClosedError:
+            return False
+        rest: bytes | memoryview = wire
+        if stream is not None:
+            # The usual case: the replica keeps up, the socket takes it all, nothing queued.
+            written = write_now(stream, wire)
+            if written == len(wire):
+                return True
+            rest = memoryview(wire)[written:]
+        size = len(rest)
         with self._queued_lock:
             if self._overflowed:
                 return False
@@ -254,11 +267,10 @@ class ReplicateWebSocket(BoundedWebSocket):
                 return False
             self._queued_bytes += size
         try:
-            stream = shareable_stream(self)
             if stream is None:  # its own framing: message by message, the usual way
                 self._write_all(frames, size)
                 return True
-            future = stream.write(wire)
+            future = stream.write(rest)
         except (WebSocketClosedError, StreamClosedError):
             self._release(size)
             return False
