@@ -39,6 +39,7 @@ from collections.abc import Callable
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connectors.base import DecodeError, DecodeReason, RawBatch
+from connectors.kafkalog import LibrdkafkaLog
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,8 @@ class DeadLetterSink:
         properties["bootstrap.servers"] = bootstrap_servers
         properties["client.id"] = "livetables-dead-letters"
         properties["error_cb"] = self._on_error
+        # Its log lines go to the service's log, throttled, not to stderr.
+        properties["logger"] = LibrdkafkaLog("", "", client="dead-letter producer")
         self._producer = Producer(properties)  # refuses an invalid property first
         self.max_message_bytes = int(
             str(properties.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
