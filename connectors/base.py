@@ -15,7 +15,7 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -44,7 +44,7 @@ class RawBatch:
     def take(self, keep: Sequence[int]) -> RawBatch:
         """The records at positions ``keep``, every per-record list filtered alike."""
         n = len(self)
-        changes = {}
+        changes: dict[str, Any] = {}
         for f in fields(self):
             column = getattr(self, f.name)
             if isinstance(column, list) and len(column) == n:

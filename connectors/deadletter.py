@@ -35,8 +35,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import cast
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.base import DecodeError, DecodeReason, RawBatch
 from connectors.kafkalog import LibrdkafkaLog
@@ -104,10 +106,9 @@ def split_oversized(
 
 
 def _longest(items: list[bytes | None]) -> int:
-    try:
-        return max(map(len, items), default=0)
-    except TypeError:  # tombstones or records without a key (None): the slower way
+    if None in items:  # tombstones or records without a key: the slower way
         return max((len(v) for v in items if v is not None), default=0)
+    return max(map(len, cast("list[bytes]", items)), default=0)
 
 
 Headers = list[tuple[str, bytes]]
@@ -214,8 +215,10 @@ class DeadLetterSink:
                     topic,
                     value=value,
                     key=key,
-                    headers=headers,
-                    on_delivery=lambda err, _msg, s=source: self._delivered(table, topic, s, err),
+                    # The stub asks for a List of (str, str | bytes | None), which a list of
+                    # (str, bytes) is not (List is invariant) though the client only reads it.
+                    headers=headers,  # type: ignore[arg-type]
+                    on_delivery=partial(self._delivered, table, topic, source),
                 )
             except PRODUCE_ERRORS as exc:
                 failed += 1
@@ -230,7 +233,9 @@ class DeadLetterSink:
         if truncated:
             self._on_outcome(table, "truncated", truncated)
 
-    def _delivered(self, table: str, topic: str, source: str, err: KafkaError | None) -> None:
+    def _delivered(
+        self, table: str, topic: str, source: str, err: KafkaError | None, _msg: Message
+    ) -> None:
         if err is None:
             self._on_outcome(table, "sent", 1)
         else:

@@ -21,6 +21,8 @@ semantics on top, in whole-array operations:
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -103,9 +105,10 @@ class BatchDecoder:
             null_mask = np.fromiter((v is None for v in raw.values), dtype=bool, count=n)
             present = np.flatnonzero(~null_mask)
             tombstones = np.flatnonzero(null_mask)
-            values = [raw.values[i] for i in present]
+            values = [v for v in raw.values if v is not None]
         else:
-            present, tombstones, values = None, np.empty(0, np.int64), raw.values
+            present, tombstones = None, np.empty(0, np.int64)
+            values = cast("list[bytes]", raw.values)  # no tombstone in it
         rows, row_positions, errors = self.values.decode_values(values, _locator(raw, present))
         if present is not None:
             row_positions = present[row_positions]
@@ -157,7 +160,7 @@ class BatchDecoder:
         key_schema = pa.schema([self.schema.field(c) for c in self.key_columns])
         if not len(where):
             return key_schema.empty_table(), slot
-        keys = [raw.keys[i] for i in where]
+        keys = [k for k in raw.keys if k is not None]
         if self.keys is None:  # a string key into one column
             decoded, failed = bytes_as(pa.array(keys, pa.binary()), key_schema[0].type)
             good = np.flatnonzero(~failed)

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from connectors.base import DecodeError, Decoder, DecodeReason
+from connectors.base import DecodeError, Decoder, DecodeReason, Locator
 from connectors.decoders.columns import epoch_to_timestamp_ms, is_utf8
 from connectors.halves import split_until_isolated
 
@@ -160,7 +160,9 @@ class JsonDecoder(Decoder):
 
     # -- the batch -----------------------------------------------------------
 
-    def decode_values(self, values, locate):
+    def decode_values(
+        self, values: list[bytes], locate: Locator
+    ) -> tuple[pa.Table, np.ndarray, list[DecodeError]]:
         errors: list[DecodeError] = []
         pieces: list[pa.Table] = []
         positions: list[np.ndarray] = []

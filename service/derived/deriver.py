@@ -103,8 +103,7 @@ class Deriver:
         for name in derivation_order(config.tables):
             table = config.tables[name]
             assert table.from_ is not None
-            source_schema = config.tables[table.from_].schema_
-            assert source_schema is not None
+            source_schema = config.tables[table.from_].columns
             self.tables.append(
                 DerivedTable(name, table, source_schema, host, writer, metrics, self._wake.set)
             )
