@@ -41,6 +41,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/check_layers.py
+	$(BIN)/mypy
 
 test: setup system-deps test-deps kafka-jars registry-jars helm-tools lint
 	$(BIN)/python grafana/generate.py --check

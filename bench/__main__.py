@@ -25,10 +25,9 @@ from bench import formats as bench_formats
 from bench import ingest as bench_ingest
 from bench import snapshots as bench_snapshots
 from bench.audience import latency
-from bench.records import SCHEMA, produce, value
+from bench.records import SCHEMA, produce, raw_batch, value
 from bench.service import ServedLivetables
 from bench.targets import Scorecard
-from connectors.base import RawBatch
 from connectors.decoding import BatchDecoder
 from service.config import TableConfig, decode_spec
 from service.localkafka import LocalKafka
@@ -148,7 +147,7 @@ def arrow_bytes_per_row(sample: int = 100_000) -> float:
     """Arrow size of the benchmark records as livetables decodes them."""
     decoder = BatchDecoder(decode_spec(TableConfig(topic="t", schema=SCHEMA)))
     values = [value(i) for i in range(sample)]
-    raw = RawBatch("t", values, [None] * sample, [0] * sample, [0] * sample, list(range(sample)))
+    raw = raw_batch("t", values)
     rows = decoder.decode(raw).rows
     assert isinstance(rows, pa.Table)
     return rows.nbytes / rows.num_rows

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,16 +59,17 @@ def thread_group(name: str, main: bool) -> str:
     return "other"
 
 
-def threads_cpu(pid: int) -> Counter[str]:
+def threads_cpu(pid: int) -> dict[str, float]:
     """CPU seconds per thread group of process ``pid`` (threads that ended are not counted)."""
-    out: Counter[str] = Counter()
+    out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
             seconds = _cpu_of(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
-        out[thread_group(name, task.name == str(pid))] += seconds
+        group = thread_group(name, task.name == str(pid))
+        out[group] = out.get(group, 0.0) + seconds
     return out
 
 
@@ -98,14 +98,14 @@ def stages_cpu(metrics_text: str, table: str) -> dict[str, float]:
 @dataclass
 class Snapshot:
     stages: dict[str, float]
-    threads: Counter[str]
+    threads: dict[str, float]
     process: float
     broker: float
 
     @classmethod
     def at_start(cls, broker_pid: int | None) -> Snapshot:
         """A process about to start: nothing spent yet, the broker as it is now."""
-        return cls(dict.fromkeys(STAGES, 0.0), Counter(), 0.0, process_cpu(broker_pid))
+        return cls(dict.fromkeys(STAGES, 0.0), {}, 0.0, process_cpu(broker_pid))
 
 
 @dataclass

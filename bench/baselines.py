@@ -41,11 +41,12 @@ def naive(bootstrap: str, topic: str, partitions: int, records: int, **options: 
     done, started = 0, None
     while done < records:
         for message in consumer.consume(1000, 1.0):
-            if message.error() or done >= records:
+            value = message.value()
+            if message.error() or value is None or done >= records:
                 continue
             if started is None:
                 started = time.perf_counter()
-            table.update([json.loads(message.value())])
+            table.update([json.loads(value)])
             done += 1
     seconds = time.perf_counter() - (started or time.perf_counter())
     consumer.close()
@@ -58,14 +59,18 @@ def batched(bootstrap: str, topic: str, partitions: int, records: int, **options
     table = _table(**options)
     done, started = 0, None
     while done < records:
-        messages = [m for m in consumer.consume(10_000, 1.0) if m.error() is None]
-        if not messages:
+        values = [
+            v
+            for m in consumer.consume(10_000, 1.0)
+            if m.error() is None and (v := m.value()) is not None
+        ]
+        if not values:
             continue
         if started is None:
             started = time.perf_counter()
-        messages = messages[: records - done]
-        table.update([json.loads(m.value()) for m in messages])
-        done += len(messages)
+        values = values[: records - done]
+        table.update([json.loads(v) for v in values])
+        done += len(values)
     seconds = time.perf_counter() - (started or time.perf_counter())
     consumer.close()
     return {"records": done, "seconds": seconds}

@@ -30,7 +30,7 @@ def decoded_batches(
     Each batch is decoded on its own, so an indexed table's batches are folded per key
     as the service folds them (last write per key within a batch).
     """
-    config = TableConfig(topic="t", schema=SCHEMA, **table)
+    config = TableConfig.model_validate({"topic": "t", "schema": SCHEMA, **table})
     decoder = BatchDecoder(decode_spec(config))
     batches = []
     for start in range(0, records, batch_rows):
@@ -48,7 +48,7 @@ def update_only(
     records: int, batch_rows: int, key_space: int | None = None, **table: object
 ) -> dict:
     """Records/s of ``update()`` alone on a fresh table with the service's options."""
-    config = TableConfig(topic="t", schema=SCHEMA, **table)
+    config = TableConfig.model_validate({"topic": "t", "schema": SCHEMA, **table})
     batches = decoded_batches(records, max(1, batch_rows), key_space, **table)
     options: dict[str, object] = {}
     if config.engine_index is not None:

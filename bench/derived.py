@@ -92,7 +92,7 @@ def _engine(source_rows: int, view: dict | None) -> tuple[TableHost, TableWriter
             DerivedTable(
                 "summary",
                 config.tables["summary"],
-                config.tables["src"].schema_,
+                config.tables["src"].columns,
                 host,
                 writer,
                 metrics,

@@ -19,8 +19,7 @@ from pathlib import Path
 import fastavro
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from bench.records import SCHEMA, SYMBOLS, value
-from connectors.base import RawBatch
+from bench.records import SCHEMA, SYMBOLS, raw_batch, value
 from connectors.decoding import BatchDecoder
 from service.config import TableConfig, decode_spec
 
@@ -98,14 +97,7 @@ def measure(records: int = 100_000, batch: int = 10_000, repeat: int = 3) -> lis
         for name, (table, values) in encoded(records, Path(work)).items():
             decoder = BatchDecoder(decode_spec(TableConfig(topic="bench", schema=SCHEMA, **table)))
             batches = [
-                RawBatch(
-                    "bench",
-                    values[start : start + batch],
-                    [None] * len(values[start : start + batch]),
-                    [0] * len(values[start : start + batch]),
-                    [0] * len(values[start : start + batch]),
-                    list(range(start, start + len(values[start : start + batch]))),
-                )
+                raw_batch("bench", values[start : start + batch], start)
                 for start in range(0, len(values), batch)
             ]
             rates = []

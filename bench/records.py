@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 
 from confluent_kafka import Producer
 
-SCHEMA = {"i": "integer", "s": "string", "p": "float", "q": "integer", "b": "boolean"}
+from connectors.base import RawBatch
+from service.config.tables import ColumnType
+
+SCHEMA: dict[str, ColumnType] = {
+    "i": "integer",
+    "s": "string",
+    "p": "float",
+    "q": "integer",
+    "b": "boolean",
+}
 KEYS = [str(k).encode() for k in range(4096)]
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "JPM", "XOM", "KO"]
 
@@ -66,3 +76,12 @@ def live_value(seq: int, rng: random.Random) -> bytes:
     return (
         f'{{"i":{seq},"s":"{sym}","p":{rng.random() * 100:.2f},"q":{seq % 1000},"t":{now_ms}}}'
     ).encode()
+
+
+def raw_batch(topic: str, values: Sequence[bytes], first_offset: int = 0) -> RawBatch:
+    """Values as the Kafka source hands them over: no keys, partition 0, consecutive offsets."""
+    n = len(values)
+    records: list[bytes | None] = list(values)
+    return RawBatch(
+        topic, records, [None] * n, [0] * n, [0] * n, list(range(first_offset, first_offset + n))
+    )

@@ -15,7 +15,7 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +42,12 @@ class RawBatch:
     a Python object per record, and one that reads value by value gets its list.
     A batch is used by one thread at a time (its consumer's).
     """
+
+    # Of each pair, one is set at first and the other is made from it on first use.
+    _values: list[bytes | None] | None
+    _keys: list[bytes | None] | None
+    _value_array: Any  # a pyarrow Array or None (pyarrow has no type hints)
+    _key_array: Any
 
     __slots__ = (
         "_key_array",
@@ -74,7 +80,9 @@ class RawBatch:
         self.headers = headers
 
     def __len__(self) -> int:
-        return len(self._values if self._values is not None else self._value_array)
+        if self._values is not None:
+            return len(self._values)
+        return len(self._value_array)
 
     def __repr__(self) -> str:
         return f"RawBatch(topic={self.topic!r}, records={len(self)})"
@@ -113,21 +121,22 @@ class RawBatch:
             if not self._value_array.null_count:
                 return None
             return np.asarray(self._value_array.is_null())
-        if None not in self._values:
+        values = self.values
+        if None not in values:
             return None
-        return np.fromiter((v is None for v in self._values), dtype=bool, count=len(self))
+        return np.fromiter((v is None for v in values), dtype=bool, count=len(self))
 
     def longest_value(self) -> int:
         """Bytes in the longest value (0 for an empty batch)."""
         if self._value_array is not None:
             return _longest_in_array(self._value_array)
-        return _longest_in_list(self._values)
+        return _longest_in_list(self.values)
 
     def longest_key(self) -> int:
         """Bytes in the longest key (0 for an empty batch)."""
         if self._key_array is not None:
             return _longest_in_array(self._key_array)
-        return _longest_in_list(self._keys)
+        return _longest_in_list(self.keys)
 
     def where(self, i: int) -> tuple[str, int, int]:
         """(topic, partition, offset) of record ``i``: where an error names it."""
@@ -169,7 +178,7 @@ def _longest_in_array(array: pa.Array) -> int:
 
 def _longest_in_list(items: Sequence[bytes | None]) -> int:
     try:
-        return max(map(len, items), default=0)
+        return max(map(len, cast("Sequence[bytes]", items)), default=0)
     except TypeError:  # tombstones or records without a key (None): the slower way
         return max((len(v) for v in items if v is not None), default=0)
 

@@ -35,10 +35,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.base import DecodeError, DecodeReason, RawBatch
+from connectors.kafkalog import LibrdkafkaLog
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +160,8 @@ class DeadLetterSink:
         properties["bootstrap.servers"] = bootstrap_servers
         properties["client.id"] = "livetables-dead-letters"
         properties["error_cb"] = self._on_error
+        # Its log lines go to the service's log, throttled, not to stderr.
+        properties["logger"] = LibrdkafkaLog("", "", client="dead-letter producer")
         self._producer = Producer(properties)  # refuses an invalid property first
         self.max_message_bytes = int(
             str(properties.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
@@ -202,8 +206,10 @@ class DeadLetterSink:
                     topic,
                     value=value,
                     key=key,
-                    headers=headers,
-                    on_delivery=lambda err, _msg, s=source: self._delivered(table, topic, s, err),
+                    # The stub asks for a List of (str, str | bytes | None), which a list of
+                    # (str, bytes) is not (List is invariant) though the client only reads it.
+                    headers=headers,  # type: ignore[arg-type]
+                    on_delivery=partial(self._delivered, table, topic, source),
                 )
             except PRODUCE_ERRORS as exc:
                 failed += 1
@@ -218,7 +224,9 @@ class DeadLetterSink:
         if truncated:
             self._on_outcome(table, "truncated", truncated)
 
-    def _delivered(self, table: str, topic: str, source: str, err: KafkaError | None) -> None:
+    def _delivered(
+        self, table: str, topic: str, source: str, err: KafkaError | None, _msg: Message
+    ) -> None:
         if err is None:
             self._on_outcome(table, "sent", 1)
         else:

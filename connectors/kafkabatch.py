@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import ModuleType
 
 log = logging.getLogger(__name__)
 
+_kafkabatch: ModuleType | None
 try:
     from connectors import _kafkabatch
 except ImportError as exc:  # not compiled: the portable path is used
@@ -74,7 +76,7 @@ def available() -> bool:
 def open_reader(consumer: object, client_id: str, capacity: int):
     """A native reader over ``consumer`` (created with ``client.id`` ``client_id``), or None."""
     global _why_not
-    if not _bind():
+    if not _bind() or _kafkabatch is None:
         _warn_once()
         return None
     try:

@@ -24,11 +24,13 @@ INTERVAL_S = 10.0
 
 
 class LibrdkafkaLog:
-    """The ``logger`` object of one table's consumer (librdkafka calls ``log``)."""
+    """The ``logger`` object of a librdkafka client (librdkafka calls ``log``)."""
 
-    def __init__(self, table: str, reset: str) -> None:
+    def __init__(self, table: str, reset: str, client: str | None = None) -> None:
         self.table = table
         self.reset = reset
+        # Who the line is about: a table's consumer, or a client shared by every table.
+        self.client = client or f"table {table}"
         self._logged_at: dict[str, float] = {}
 
     def log(self, level: int, fmt: str, *args: object) -> None:
@@ -50,6 +52,4 @@ class LibrdkafkaLog:
         if now - self._logged_at.get(facility, -INTERVAL_S) < INTERVAL_S:
             return
         self._logged_at[facility] = now
-        log.log(
-            min(level, logging.WARNING), "table %s: librdkafka %s: %s", self.table, facility, text
-        )
+        log.log(min(level, logging.WARNING), "%s: librdkafka %s: %s", self.client, facility, text)

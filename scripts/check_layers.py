@@ -19,7 +19,7 @@ FORBIDDEN = ("service",)
 
 def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
     """(line, module) of every absolute import in a module."""
-    found = []
+    found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.extend((node.lineno, alias.name) for alias in node.names)

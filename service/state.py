@@ -45,7 +45,7 @@ class ServiceState:
                     "topics": table.topic_list,
                     "format": None if table.derived else table.format,
                     "rows": self.host.size(name),
-                    "schema": dict(table.schema_),
+                    "schema": dict(table.columns),
                     "index": table.index,
                     "limit": table.limit,
                     "lag": sum(progress.lag().values()),

@@ -21,12 +21,18 @@ class ThrottledLog:
         self._last: dict[str, float] = {}
         self._since: Counter[str] = Counter()
 
+    def allowed(self, key: str) -> bool:
+        """True at most once per interval per key (for a caller that logs several lines)."""
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval) < self.interval:
+            return False
+        self._last[key] = now
+        return True
+
     def log(self, level: int, key: str, message: str, *args: object) -> None:
         self._since[key] += 1
-        now = time.monotonic()
-        if now - self._last.get(key, -self.interval) >= self.interval:
+        if self.allowed(key):
             count = self._since.pop(key)
-            self._last[key] = now
             suffix = f" ({count} times since the last such message)" if count > 1 else ""
             self.logger.log(level, message + suffix, *args)
 

@@ -226,9 +226,16 @@ def wait_all_closed(socks: list[socket.socket], timeout: float) -> int:
     return still_open
 
 
-def raw_websocket(port: int, path: str = "/websocket") -> socket.socket:
-    """A websocket handshake by hand, for frames no client library would send."""
+def raw_websocket(
+    port: int, path: str = "/websocket", receive_buffer: int | None = None
+) -> socket.socket:
+    """A websocket handshake by hand, for frames no client library would send.
+
+    ``receive_buffer``: a small SO_RCVBUF for a client that will stop reading.
+    """
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import DecodeError, Decoder, DecodeReason
+from connectors.base import DecodeError, Decoder, DecodeReason, Locator
 from connectors.decoders.columns import CAST_ERRORS, coerce
 
 
@@ -24,7 +24,9 @@ class ArrowDecoder(Decoder):
         super().__init__(spec, arrow_schema)
         self._paths = {f.name: spec.paths.get(f.name, (f.name,)) for f in arrow_schema}
 
-    def decode_values(self, values, locate):
+    def decode_values(
+        self, values: list[bytes], locate: Locator
+    ) -> tuple[pa.Table, np.ndarray, list[DecodeError]]:
         errors: list[DecodeError] = []
         pieces: list[pa.Table] = []
         positions: list[np.ndarray] = []

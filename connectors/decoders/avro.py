@@ -33,7 +33,7 @@ import fastavro
 import numpy as np
 import pyarrow as pa
 
-from connectors.base import DecodeError, DecodeReason
+from connectors.base import DecodeError, DecodeReason, Locator
 from connectors.decoders.avrocolumns import ColumnarReader, Unsupported
 from connectors.decoders.avroschema import (
     TIME_LOGICAL_TYPES,
@@ -166,7 +166,7 @@ def _arrow_type(schema: Any) -> pa.DataType | None:
     return _PRIMITIVE_ARROW.get(avro_kind(schema))
 
 
-class AvroDecoder(FramedDecoder):
+class AvroDecoder(FramedDecoder[_Plan]):
     name = "avro"
     options = frozenset({"schema", "schema_file", "subject"})
     schema_type = "AVRO"
@@ -204,7 +204,15 @@ class AvroDecoder(FramedDecoder):
     def _registered_plan(self, registered, rest) -> _Plan:
         return _Plan(writer_schema(registered), self._paths, reader=self._reader)
 
-    def _read_one_by_one(self, plan, values, positions, starts, locate, errors):
+    def _read_one_by_one(
+        self,
+        plan: _Plan,
+        values: list[bytes],
+        positions: np.ndarray,
+        starts: np.ndarray,
+        locate: Locator,
+        errors: list[DecodeError],
+    ) -> tuple[list[pa.Array | None], np.ndarray]:
         """The per-record loop, for schemas the columnar reader leaves out."""
         reader = fastavro.schemaless_reader
         parsed = plan.parsed

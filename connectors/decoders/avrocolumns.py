@@ -178,8 +178,8 @@ class ColumnarReader:
             self._fail(idx[bad])
             size = np.where(bad, 0, size)
             self.pos[idx] += size
-            if wanted:
-                leaf = self._leaf(schema, path, raw)
+            leaf = self._leaf(schema, path, raw) if wanted else None
+            if leaf is not None:
                 leaf.starts[idx] = starts
                 leaf.lengths[idx] = size
                 leaf.valid[idx] = ~bad
@@ -191,7 +191,7 @@ class ColumnarReader:
     def _leaf(self, schema: Any, path: tuple[str, ...], raw: Any) -> _Leaf | None:
         if path not in self.leaves and path in self.wanted:
             kind = avro_kind(schema)
-            logical = schema.get("logicalType") if isinstance(schema, dict) else None
+            logical = schema.get("logicalType", "") if isinstance(schema, dict) else ""
             arrow_type = TIMESTAMP_LOGICAL_TYPES.get(logical)
             if kind in ("string", "bytes"):
                 leaf_kind = "string"

@@ -22,13 +22,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from connectors.base import DecodeError, Decoder, DecodeReason
+from connectors.base import DecodeError, Decoder, DecodeReason, Locator
 from connectors.decoders.columns import CAST_ERRORS, coerce, is_utf8
 from connectors.halves import split_until_isolated
 
 _TEXT_PARSED = (pa.types.is_timestamp, pa.types.is_date, pa.types.is_boolean)
 # What a parse of bad lines raises: the group is split until they stand alone.
 _PARSE_ERRORS = (*CAST_ERRORS, ValueError, UnicodeDecodeError)
+
+# The values of one header line: (column names, positions in the batch, lines after the header).
+_Group = tuple[list[str], list[int], list[bytes]]
 
 
 class CsvDecoder(Decoder):
@@ -45,14 +48,17 @@ class CsvDecoder(Decoder):
             f.name: ".".join(spec.paths.get(f.name, (f.name,))) or f.name for f in arrow_schema
         }
         self._names = list(options.columns or self._sources.values())
-        self._types = {}
+        self._types: dict[str, pa.DataType] = {}
         for f in arrow_schema:
             source = self._sources[f.name]
             text = any(check(f.type) for check in _TEXT_PARSED)
             self._types.setdefault(source, pa.string() if text else f.type)
 
-    def decode_values(self, values, locate):
+    def decode_values(
+        self, values: list[bytes], locate: Locator
+    ) -> tuple[pa.Table, np.ndarray, list[DecodeError]]:
         errors: list[DecodeError] = []
+        groups: dict[bytes | None, _Group]
         if not self._header:
             groups = {None: (self._names, list(range(len(values))), values)}
         else:
@@ -71,8 +77,10 @@ class CsvDecoder(Decoder):
             rows, kept = rows.take(pa.array(order)), kept[order]
         return rows, kept, errors
 
-    def _by_header(self, values, locate, errors):
-        groups: dict[bytes, tuple[list[str], list[int], list[bytes]]] = {}
+    def _by_header(
+        self, values: list[bytes], locate: Locator, errors: list[DecodeError]
+    ) -> dict[bytes | None, _Group]:
+        groups: dict[bytes | None, _Group] = {}
         for i, value in enumerate(values):
             header, newline, line = value.partition(b"\n")
             if not newline:
@@ -122,7 +130,16 @@ class CsvDecoder(Decoder):
                 columns.append(pa.nulls(parsed.num_rows, f.type))
         return pa.Table.from_arrays(columns, schema=self.arrow_schema)
 
-    def _decode_group(self, names, lines, index, locate, pieces, positions, errors) -> None:
+    def _decode_group(
+        self,
+        names: list[str],
+        lines: list[bytes],
+        index: np.ndarray,
+        locate: Locator,
+        pieces: list[pa.Table],
+        positions: list[np.ndarray],
+        errors: list[DecodeError],
+    ) -> None:
         """Parse the lines of one header in one call; bad lines are isolated and reported."""
 
         def attempt(start: int, stop: int) -> None:

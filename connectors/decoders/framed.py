@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
-from typing import ClassVar, Protocol
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -62,14 +62,21 @@ class ColumnarReader(Protocol):
 class Plan(Protocol):
     """How to read records of one schema into the table's columns."""
 
-    columnar: ColumnarReader | None
+    @property
+    def columnar(self) -> ColumnarReader | None:
+        """The fast reader of whole groups; None where the schema needs the slow path."""
+        ...
 
     def complete(self, arrays: list[pa.Array | None], n: int) -> list[pa.Array]:
         """Columns the schema lacks filled in (a default, or nulls)."""
         ...
 
 
-class FramedDecoder(Decoder):
+PlanT = TypeVar("PlanT", bound=Plan)
+"""The plan type of one format, which its slow path reads format-specific parts of."""
+
+
+class FramedDecoder(Decoder, Generic[PlanT]):
     """Base of the formats whose records carry a schema, through a registry or plain."""
 
     carries_schema = True
@@ -81,9 +88,9 @@ class FramedDecoder(Decoder):
     def __init__(self, spec: DecoderSpec, arrow_schema: pa.Schema):
         super().__init__(spec, arrow_schema)
         self._paths = {f.name: spec.paths.get(f.name, (f.name,)) for f in arrow_schema}
-        self._plans: dict[GroupKey, Plan] = {}
+        self._plans: dict[GroupKey, PlanT] = {}
         self._registry: Registry | None = None
-        self._plain: Plan | None = None
+        self._plain: PlanT | None = None
         if not self.uses_registry(spec.options):
             self._plain = self._plain_plan(spec.options)
         elif spec.registry is None:
@@ -107,17 +114,17 @@ class FramedDecoder(Decoder):
         """The record schema of the options, or of a registered schema of this type."""
 
     @abc.abstractmethod
-    def _plain_plan(self, options: FormatOptions) -> Plan:
+    def _plain_plan(self, options: FormatOptions) -> PlanT:
         """The plan of plain records, whose schema the options give."""
 
     @abc.abstractmethod
-    def _registered_plan(self, registered: RegisteredSchema, rest: tuple[int, ...]) -> Plan:
+    def _registered_plan(self, registered: RegisteredSchema, rest: tuple[int, ...]) -> PlanT:
         """The plan of a registered schema (``rest``: the group key after the schema id)."""
 
     @abc.abstractmethod
     def _read_one_by_one(
         self,
-        plan: Plan,
+        plan: PlanT,
         values: list[bytes],
         positions: np.ndarray,
         starts: np.ndarray,
@@ -144,7 +151,9 @@ class FramedDecoder(Decoder):
 
     # -- the batch -----------------------------------------------------------------
 
-    def decode_values(self, values, locate):
+    def decode_values(
+        self, values: list[bytes], locate: Locator
+    ) -> tuple[pa.Table, np.ndarray, list[DecodeError]]:
         errors: list[DecodeError] = []
         starts = np.zeros(len(values), dtype=np.int64)
         if self._plain is not None:
@@ -159,7 +168,13 @@ class FramedDecoder(Decoder):
         rows, positions = merge_pieces(pieces, self.arrow_schema)
         return rows, positions, errors
 
-    def _groups(self, values, starts, locate, errors) -> list[tuple[Plan, np.ndarray]]:
+    def _groups(
+        self,
+        values: list[bytes],
+        starts: np.ndarray,
+        locate: Locator,
+        errors: list[DecodeError],
+    ) -> list[tuple[PlanT, np.ndarray]]:
         ids, framed = wire_ids(values)
         errors.extend(
             DecodeError(
@@ -185,7 +200,7 @@ class FramedDecoder(Decoder):
             groups.append((plan, positions))
         return groups
 
-    def _plan(self, key: GroupKey) -> Plan:
+    def _plan(self, key: GroupKey) -> PlanT:
         """The plan of a group, made once from the registry's schema and kept."""
         plan = self._plans.get(key)
         if plan is not None:
@@ -200,7 +215,15 @@ class FramedDecoder(Decoder):
         plan = self._plans[key] = self._registered_plan(registered, tuple(rest))
         return plan
 
-    def _read(self, plan: Plan, values, positions, starts, locate, errors):
+    def _read(
+        self,
+        plan: PlanT,
+        values: list[bytes],
+        positions: np.ndarray,
+        starts: np.ndarray,
+        locate: Locator,
+        errors: list[DecodeError],
+    ) -> tuple[pa.Table, np.ndarray]:
         """The records at ``positions`` as typed rows: the fast path, else record by record."""
         if plan.columnar is not None:
             subset = values if len(positions) == len(values) else [values[i] for i in positions]
@@ -216,7 +239,13 @@ class FramedDecoder(Decoder):
         arrays, positions = self._read_one_by_one(plan, values, positions, starts, locate, errors)
         return self._typed(plan.complete(arrays, len(positions)), positions, locate, errors)
 
-    def _typed(self, arrays, positions, locate, errors):
+    def _typed(
+        self,
+        arrays: list[pa.Array],
+        positions: np.ndarray,
+        locate: Locator,
+        errors: list[DecodeError],
+    ) -> tuple[pa.Table, np.ndarray]:
         """Columns converted to the table's types; a row that does not convert is dropped."""
         rows, keep, why = coerce_columns(arrays, self.arrow_schema)
         if keep is not None:

@@ -25,16 +25,19 @@ string or number).
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from connectors.base import DecodeError, Decoder, DecodeReason
+from connectors.base import DecodeError, Decoder, DecodeReason, Locator
 from connectors.decoders.columns import epoch_to_timestamp_ms, is_utf8
 from connectors.halves import split_until_isolated
 
+_jsonrows: ModuleType | None
 try:  # the fast path for flat objects of scalar columns (connectors/decoders/_jsonrows.c)
     from connectors.decoders import _jsonrows
 except ImportError:  # not compiled: every batch goes through pyarrow's reader
@@ -69,24 +72,28 @@ class JsonDecoder(Decoder):
         if self._whole is not None and len(self._paths) > 1:
             raise ValueError("a column that takes the whole JSON value must be the only one")
         self._parse_options = self._make_parse_options()
-        self._fast_columns = None
-        kinds = [
+        self._fast_columns: list[tuple[bytes, int]] | None = None
+        kinds: list[int | None] = [
             _FAST_EPOCH if f.name in self._datetime_columns else _FAST_KINDS.get(f.type)
             for f in arrow_schema
         ]
         if _jsonrows is not None and self._flat and self._whole is None and None not in kinds:
             self._fast_columns = [
-                (f.name.encode(), kind) for f, kind in zip(arrow_schema, kinds, strict=True)
+                (f.name.encode(), kind)
+                for f, kind in zip(arrow_schema, kinds, strict=True)
+                if kind is not None  # none is: checked above
             ]
 
     # -- parsing -----------------------------------------------------------
 
-    def _fast_rows(self, values: pa.Array) -> pa.Table | None:
+    def _fast_rows(self, values: pa.Array, columns: list[tuple[bytes, int]]) -> pa.Table | None:
         """The batch through the fast path, or None where it declines (see _jsonrows.c)."""
         count = len(values)
         offsets = values.buffers()[1].slice(values.offset * 8, (count + 1) * 8)
         data = values.buffers()[2] or pa.py_buffer(b"")
-        parsed = _jsonrows.parse(count, offsets, data, self._fast_columns)
+        if _jsonrows is None:
+            return None
+        parsed = _jsonrows.parse(count, offsets, data, columns)
         if parsed is None:
             return None
         arrays = []
@@ -208,11 +215,13 @@ class JsonDecoder(Decoder):
 
     # -- the batch -----------------------------------------------------------
 
-    def decode_values(self, values, locate):
+    def decode_values(
+        self, values: list[bytes] | pa.Array, locate: Locator
+    ) -> tuple[pa.Table, np.ndarray, list[DecodeError]]:
         if not isinstance(values, pa.Array):
             values = pa.array(values, pa.large_binary())
         if self._fast_columns is not None and len(values):
-            rows = self._fast_rows(values)
+            rows = self._fast_rows(values, self._fast_columns)
             if rows is not None:
                 return rows, np.arange(len(values), dtype=np.int64), []
         errors: list[DecodeError] = []
@@ -225,9 +234,14 @@ class JsonDecoder(Decoder):
             if struct.null_count and self._whole is None:
                 null_objects = struct.is_null()
                 for i in pc.indices_nonzero(null_objects).to_pylist():
+                    topic, partition, offset = locate(start + i)
                     errors.append(
                         DecodeError(
-                            *locate(start + i), DecodeReason.NOT_OBJECT, "JSON null, not an object"
+                            topic,
+                            partition,
+                            offset,
+                            DecodeReason.NOT_OBJECT,
+                            "JSON null, not an object",
                         )
                     )
                 keep = pc.invert(null_objects)

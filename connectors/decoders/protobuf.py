@@ -19,6 +19,7 @@ datetime, enums their value names. Measured with ``python -m bench.formats``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from operator import attrgetter
 from typing import Any
 
@@ -27,8 +28,8 @@ import pyarrow as pa
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from connectors.base import DecodeError, DecodeReason
-from connectors.decoders.framed import WIRE_HEADER, FramedDecoder
+from connectors.base import DecodeError, DecodeReason, Locator
+from connectors.decoders.framed import WIRE_HEADER, FramedDecoder, GroupKey
 from connectors.decoders.protocolumns import ProtoColumnarReader, Unsupported
 from connectors.decoders.protoschema import (
     ProtobufRecordSchema,
@@ -64,13 +65,12 @@ class _Column:
         if self.kind is None:
             raise ProtobufSchemaError(f"field {'.'.join(path)!r} is {type_name(leaf)}")
         self.arrow_type = pa.int64() if self.kind == "datetime" else _ARROW[self.kind]
-        self.enum_names = (
-            {v.number: v.name for v in leaf.enum_type.values} if leaf.type == _F.TYPE_ENUM else None
-        )
+        enum = leaf.enum_type if leaf.type == _F.TYPE_ENUM else None
+        self.enum_names = {v.number: v.name for v in enum.values} if enum is not None else None
         self.wrapped = leaf.type == _F.TYPE_MESSAGE
         presence = [f for f in chain if f.has_presence]
         if not presence and not self.wrapped:
-            self.get = attrgetter(".".join(path))
+            self.get: Callable[[Any], Any] = attrgetter(".".join(path))
             return
         names = [f.name for f in chain]
         checks = [f.has_presence for f in chain]
@@ -119,7 +119,7 @@ class _Plan:
         return [pa.nulls(n) if a is None else a for a in arrays]
 
 
-class ProtobufDecoder(FramedDecoder):
+class ProtobufDecoder(FramedDecoder[_Plan]):
     name = "protobuf"
     options = frozenset({"descriptor_file", "message", "subject"})
     schema_type = "PROTOBUF"
@@ -167,7 +167,15 @@ class ProtobufDecoder(FramedDecoder):
         pool, file_name = loaded
         return _Plan(message_by_index(pool, file_name, rest), self._paths)
 
-    def _group_keys(self, values, ids, framed, starts, locate, errors):
+    def _group_keys(
+        self,
+        values: list[bytes],
+        ids: np.ndarray,
+        framed: np.ndarray,
+        starts: np.ndarray,
+        locate: Locator,
+        errors: list[DecodeError],
+    ) -> dict[GroupKey, Iterable[int]]:
         """By (schema id, message indexes); the payload starts after the indexes.
 
         The common case, the first message of the schema, is a single 0 byte.
@@ -188,10 +196,18 @@ class ProtobufDecoder(FramedDecoder):
             groups.setdefault((int(ids[i]), *indexes), []).append(i)
         return groups
 
-    def _read_one_by_one(self, plan, values, positions, starts, locate, errors):
+    def _read_one_by_one(
+        self,
+        plan: _Plan,
+        values: list[bytes],
+        positions: np.ndarray,
+        starts: np.ndarray,
+        locate: Locator,
+        errors: list[DecodeError],
+    ) -> tuple[list[pa.Array | None], np.ndarray]:
         """The per-record loop: one runtime parse per message."""
         parse = plan.parse
-        messages = []
+        messages: list[Any] = []
         append = messages.append
         bad = []
         for i in positions.tolist():
@@ -217,7 +233,13 @@ class ProtobufDecoder(FramedDecoder):
         return arrays, positions
 
 
-def _without_bytes_strings(plan: _Plan, messages: list, positions: np.ndarray, locate, errors):
+def _without_bytes_strings(
+    plan: _Plan,
+    messages: list[Any],
+    positions: np.ndarray,
+    locate: Locator,
+    errors: list[DecodeError],
+) -> tuple[list[Any], np.ndarray]:
     """The messages without those whose string column holds bytes, each an ``invalid_utf8``.
 
     A proto3 runtime refuses to parse a string field that is not UTF-8; a proto2

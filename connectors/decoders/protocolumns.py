@@ -31,6 +31,7 @@ from connectors.decoders.protoschema import (
     FIXED64_TYPES,
     TIMESTAMP,
     VARINT_TYPES,
+    message_type,
     repeated,
 )
 from connectors.decoders.varints import PAD, read_varints, unzigzag
@@ -85,7 +86,7 @@ class ProtoColumnarReader:
                         self.top_level.add(column)
                 return
             node = self._child(node, field)
-            message = field.message_type
+            message = message_type(field)
             if not last:
                 continue
             inner = message.fields_by_name
@@ -177,8 +178,8 @@ class ProtoColumnarReader:
                     where[active[hit]] = starts[hit]
                     size[active[hit]] = width[hit]
             active = active[ok & (pos[active] < ends[active])]
-        for number, (_, child) in node.children.items():
-            where, size = nested[number]
+        for child_number, (_, child) in node.children.items():
+            where, size = nested[child_number]
             present = where >= 0
             if present.any():
                 for targets in child.leaves.values():

@@ -184,14 +184,23 @@ def repeated(field: FieldDescriptor) -> bool:
     repeated = getattr(field, "is_repeated", None)
     if repeated is not None:
         return bool(repeated)
-    return field.label == _F.LABEL_REPEATED
+    # The stubs describe the newer runtimes; protobuf < 6 has only ``label``.
+    return field.label == _F.LABEL_REPEATED  # type: ignore[attr-defined]
+
+
+def message_type(field: FieldDescriptor) -> Descriptor:
+    """The type of a message field (the stubs cannot tie ``message_type`` to ``field.type``)."""
+    message = field.message_type
+    if message is None:
+        raise ValueError(f"field {field.full_name} is not a message field")
+    return message
 
 
 def field_type(field: FieldDescriptor) -> str | None:
     if repeated(field):
         return None
     if field.type == _F.TYPE_MESSAGE:
-        full = field.message_type.full_name
+        full = message_type(field).full_name
         if full == TIMESTAMP:
             return "datetime"
         return _WRAPPERS.get(full)
@@ -210,14 +219,14 @@ def _is_plain_message(field: FieldDescriptor) -> bool:
     return (
         field.type == _F.TYPE_MESSAGE
         and not repeated(field)
-        and not field.message_type.GetOptions().map_entry
+        and not message_type(field).GetOptions().map_entry
         and field_type(field) is None
     )
 
 
 def type_name(field: FieldDescriptor) -> str:
     if field.type == _F.TYPE_MESSAGE:
-        return f"message {field.message_type.full_name}"
+        return f"message {message_type(field).full_name}"
     if field.type == _F.TYPE_BYTES:
         return "bytes"
     return f"type {field.type}"
@@ -249,9 +258,11 @@ class ProtobufRecordSchema:
         def walk(message: Descriptor, prefix: tuple[str, ...], seen: tuple[str, ...]) -> None:
             for field in message.fields:
                 path = (*prefix, field.name)
-                if _is_plain_message(field) and field.message_type.full_name not in seen:
-                    walk(field.message_type, path, (*seen, field.message_type.full_name))
-                    continue
+                if _is_plain_message(field):
+                    inner = message_type(field)
+                    if inner.full_name not in seen:
+                        walk(inner, path, (*seen, inner.full_name))
+                        continue
                 kind = field_type(field)
                 if kind is None:
                     what = "repeated" if repeated(field) else type_name(field)

@@ -330,9 +330,10 @@ def plan_view(
             expression_types = dict(checked.get("expression_schema", {}))
         types = {**source_schema, **expression_types}
         aggregates = {c: view.aggregate_of(c, types.get(c)) for c in view.columns}
+        filters = _filters(view)
         common = {
             "group_by": list(view.group_by),
-            "filter": _filters(view),
+            "filter": filters,
             "expressions": dict(view.expressions),
             "group_rollup_mode": "flat",
         }
@@ -361,7 +362,7 @@ def plan_view(
                 **common,
                 "columns": [c],
                 "aggregates": {c: "count"},
-                "filter": [*common["filter"], [c, "is not null", None]],
+                "filter": [*filters, [c, "is not null", None]],
             }
             for c in averaged
         }

@@ -18,14 +18,13 @@ def decode_spec(
     """What the batch decoder of ``table`` needs; the table's columns must be known."""
     if table.derived:
         raise ValueError("a derived table has no decoder: its rows come from its source")
-    if table.schema_ is None:
-        raise ValueError("the table's columns are not known yet: resolve the configuration first")
+    published = table.columns
     settings = registry.settings() if registry is not None else None
     extra = table.extra_columns
     value = DecoderSpec(
         format=table.format,
         options=table.format_options.spec(),
-        paths={c: _path(table.fields.get(c, c)) for c in table.schema_ if c not in extra},
+        paths={c: _path(table.fields.get(c, c)) for c in published if c not in extra},
         registry=settings,
         subject=table.format_options.subject or f"{table.topic_list[0]}-value",
     )
@@ -43,7 +42,7 @@ def decode_spec(
             registry=settings,
             subject=key.format_options.subject or f"{table.topic_list[0]}-key",
         )
-    columns = dict(table.schema_)
+    columns: dict[str, str] = dict(published)
     metadata = table.metadata.columns() if table.metadata is not None else {}
     if table.kafka_timestamps:
         # Rows age out by their record timestamp: the writer reads it, then drops the column.

@@ -213,6 +213,19 @@ class TableConfig(Strict):
         return errors
 
     @property
+    def columns(self) -> dict[str, ColumnType]:
+        """The table's published columns, known for every table of a resolved configuration.
+
+        ``schema_`` is unset before resolution for a table whose columns come from its
+        record schema or its view; whatever runs a table reads its columns here.
+        """
+        if self.schema_ is None:
+            raise ValueError(
+                "the table's columns are not known yet: resolve the configuration first"
+            )
+        return self.schema_
+
+    @property
     def derived(self) -> bool:
         """A table computed from another table (``from:``), not fed from Kafka."""
         return self.from_ is not None
@@ -236,8 +249,8 @@ class TableConfig(Strict):
     def engine_index(self) -> str | None:
         """The column the hosted Perspective table is indexed on."""
         if self.derived:
-            assert self.view is not None and self.schema_ is not None
-            return key_column(self.view, self.schema_)
+            assert self.view is not None  # a derived table has one: see _derived_consistent
+            return key_column(self.view, self.columns)
         return ROW_COLUMN if self.row_ids else self.index
 
     @property
@@ -248,8 +261,7 @@ class TableConfig(Strict):
     @property
     def engine_schema(self) -> dict[str, str]:
         """The hosted table's columns: the published ones, then the internal ones."""
-        assert self.schema_ is not None
-        schema = dict(self.schema_)
+        schema: dict[str, str] = dict(self.columns)
         index = self.engine_index
         if index == ROW_COLUMN:
             schema[ROW_COLUMN] = "float"  # exact to 2^53 rows; an integer column has 32 bits
@@ -260,7 +272,7 @@ class TableConfig(Strict):
     @property
     def hidden_columns(self) -> list[str]:
         """Internal columns clients see in the engine's schema; pages leave them out."""
-        return [c for c in self.engine_schema if c not in (self.schema_ or {})]
+        return [c for c in self.engine_schema if c not in self.columns]
 
     @property
     def topic_list(self) -> list[str]:

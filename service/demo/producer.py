@@ -125,8 +125,8 @@ class DemoProducer:
                 self.producer.poll(0)
         for i in range(quotes):
             ts = now_ms - int(span_s * 1000 * (1 - i / max(quotes, 1)))
-            key, value = self.market.quote(ts)
-            self.producer.produce(QUOTES_TOPIC, value, key, timestamp=ts)
+            key, quote = self.market.quote(ts)
+            self.producer.produce(QUOTES_TOPIC, quote, key, timestamp=ts)
         self.producer.flush(30)
         self.produced += trades + quotes
 
@@ -152,7 +152,7 @@ class DemoProducer:
                 self.produced += 1
             while quote_credit >= 1:
                 quote_credit -= 1
-                key, value = self.market.quote(now_ms)
-                self.producer.produce(QUOTES_TOPIC, value, key, timestamp=now_ms)
+                key, quote = self.market.quote(now_ms)
+                self.producer.produce(QUOTES_TOPIC, quote, key, timestamp=now_ms)
                 self.produced += 1
             self.producer.poll(0)

@@ -23,6 +23,7 @@ from service.config.resolve import derivation_order
 from service.derived.table import DerivedTable
 from service.metrics import Metrics
 from service.tables import TableHost
+from service.throttled_log import ThrottledLog
 
 if TYPE_CHECKING:  # the ingest package builds the deriver: no import back at run time
     from service.ingest.writer import TableWriter
@@ -95,17 +96,14 @@ class Deriver:
         self.metrics = metrics
         self._wake = threading.Event()
         self._stop = threading.Event()
-        from service.ingest.reporting import RateLimitedLog  # see the TYPE_CHECKING import
-
-        self._log = RateLimitedLog(FAILURE_LOG_INTERVAL_S)
+        self._log = ThrottledLog(log, FAILURE_LOG_INTERVAL_S)
         self.tables: list[DerivedTable] = []
         self.progress: dict[str, DerivedProgress] = {}
         known: dict[str, Progress] = dict(progress)
         for name in derivation_order(config.tables):
             table = config.tables[name]
             assert table.from_ is not None
-            source_schema = config.tables[table.from_].schema_
-            assert source_schema is not None
+            source_schema = config.tables[table.from_].columns
             self.tables.append(
                 DerivedTable(name, table, source_schema, host, writer, metrics, self._wake.set)
             )

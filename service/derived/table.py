@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import perspective
@@ -52,7 +52,7 @@ class DerivedTable:
         self,
         name: str,
         table: TableConfig,
-        source_schema: dict[str, str],
+        source_schema: Mapping[str, str],
         host: TableHost,
         writer: TableWriter,
         metrics: Metrics,

@@ -73,7 +73,7 @@ class Ingestor:
                 self.consumer_properties,
             )
         on_applied = self._on_applied if self.snapshots is not None else None
-        limits = {n: config.tables[n].limit for n in fed if config.tables[n].limit is not None}
+        limits = {n: limit for n in fed if (limit := config.tables[n].limit) is not None}
         self.applier = Applier(
             self.writer, self.fed, metrics, append_tables, limits, on_applied=on_applied
         )

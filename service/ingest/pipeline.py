@@ -30,7 +30,8 @@ from connectors.deadletter import split_oversized
 from connectors.decoding import BatchDecoder
 from connectors.halves import split_until_isolated
 from service.config import TableConfig
-from service.ingest.reporting import BadRecordReport, DeadLetters, RateLimitedLog
+from service.ingest.reporting import BadRecordReport, DeadLetters
+from service.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class TablePipeline:
         self.keeps_keys = decoder.spec.keeps_keys
         self.dead_letters = dead_letters
         self.report = report
-        self._log = RateLimitedLog(DECODER_FAILURE_LOG_INTERVAL_S)
+        self._log = ThrottledLog(log, DECODER_FAILURE_LOG_INTERVAL_S)
 
     def process(self, raw: RawBatch) -> list[DecodedBatch]:
         """The batch decoded: one batch, or (after the decoder raised) several, in order."""

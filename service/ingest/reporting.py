@@ -7,12 +7,12 @@ failure to count, log or copy is itself logged (rate-limited) and forgotten.
 from __future__ import annotations
 
 import logging
-import time
 
 from connectors.base import DecodeError, RawBatch
 from connectors.deadletter import DeadLetterSink
 from service.config import LivetablesConfig
 from service.metrics import Metrics
+from service.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -21,31 +21,12 @@ FAILURE_LOG_INTERVAL_S = 10.0
 LOGGED_PER_BATCH = 10
 
 
-class RateLimitedLog:
-    """At most one warning per key every ``interval`` seconds."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._at: dict[str, float] = {}
-
-    def allowed(self, key: str) -> bool:
-        now = time.monotonic()
-        if now - self._at.get(key, -self.interval) < self.interval:
-            return False
-        self._at[key] = now
-        return True
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        if self.allowed(key):
-            log.warning(message, *args)
-
-
 class BadRecordReport:
     """Counts each batch's records and bad records, and logs the bad ones with where they are."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._log = RateLimitedLog(ERROR_LOG_INTERVAL_S)
+        self._log = ThrottledLog(log, ERROR_LOG_INTERVAL_S)
         self._suppressed: dict[str, int] = {}
 
     def batch(self, table: str, records: int, errors: list[DecodeError]) -> None:
@@ -100,7 +81,7 @@ class DeadLetters:
             for name, table in config.tables.items()
             if table.dead_letter_topic
         }
-        self._log = RateLimitedLog(FAILURE_LOG_INTERVAL_S)
+        self._log = ThrottledLog(log, FAILURE_LOG_INTERVAL_S)
         self.sink: DeadLetterSink | None = None
         if self.topics:
             self.sink = DeadLetterSink(

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 
 class LocalKafkaError(RuntimeError):
@@ -51,7 +52,7 @@ class ChildProcess:
         self.name = name
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     def launch(self, command: list[str], cwd: str | os.PathLike[str] | None = None) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child

@@ -45,7 +45,7 @@ class TableRetention:
     """One table's rows and when each ages out."""
 
     def __init__(self, name: str, table: TableConfig) -> None:
-        assert table.retention is not None and table.schema_ is not None
+        assert table.retention is not None  # only tables with retention get one
         self.name = name
         self.window_ms = int(table.retention.total_seconds() * 1000)
         self.column = table.retention_column or TIMESTAMP_COLUMN
@@ -55,7 +55,7 @@ class TableRetention:
         self.rows: RowLog | None = RowLog() if table.row_ids else None
         self.keys: KeyLog | None = None
         if self.index is not None:
-            self.keys = KeyLog(ARROW_TYPES[table.schema_[self.index]])
+            self.keys = KeyLog(ARROW_TYPES[table.columns[self.index]])
 
     def prepare(self, batch: DecodedBatch, now: int) -> DecodedBatch:
         """The batch as the table takes it; its rows recorded with their times."""
@@ -70,7 +70,7 @@ class TableRetention:
         if self.rows is not None:
             return self._numbered(batch, rows, times)
         assert self.keys is not None
-        keys = rows.column(self.index) if times is not None else None
+        keys = rows.column(self.index) if rows is not None and times is not None else None
         self.keys.record(keys, times, batch.removals)
         return replace(batch, rows=rows)
 

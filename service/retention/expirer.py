@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from service.metrics import Metrics
+from service.throttled_log import ThrottledLog
 
 if TYPE_CHECKING:  # the ingest package builds the expirer: no import back at run time
     from service.ingest.writer import TableWriter
@@ -40,9 +41,7 @@ class Expirer:
         self.metrics = metrics
         self.interval = interval
         self._stop = threading.Event()
-        from service.ingest.reporting import RateLimitedLog  # see the TYPE_CHECKING import
-
-        self._log = RateLimitedLog(FAILURE_LOG_INTERVAL_S)
+        self._log = ThrottledLog(log, FAILURE_LOG_INTERVAL_S)
         self._thread = threading.Thread(target=self._run, name="expirer", daemon=True)
         self._failure: BaseException | None = None
         for name in tables:

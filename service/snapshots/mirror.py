@@ -89,11 +89,12 @@ class TableMirror:
 
         Runs on the applier thread after each batch; costs an append under a lock.
         """
-        has_rows = batch is not None and (batch.row_count or batch.removal_count)
-        if not has_rows and not positions:
+        if batch is not None and not (batch.row_count or batch.removal_count):
+            batch = None
+        if batch is None and not positions:
             return
         with self._lock:
-            if has_rows:
+            if batch is not None:
                 self._ops.append(batch)
             if positions:
                 self._merge(positions)
@@ -170,7 +171,7 @@ def fold_indexed(
             upserts.append(rows)
             keys.append(rows.column(index).combine_chunks())
             kinds.append(np.ones(rows.num_rows, dtype=bool))
-        if op.removal_count:
+        if op.removals is not None and op.removal_count:
             removals = op.removals
             if isinstance(removals, pa.ChunkedArray):
                 removals = removals.combine_chunks()

@@ -36,7 +36,7 @@ def _script_json(payload: Any) -> str:
 def _default_columns(viewer: dict[str, Any], table: TableConfig) -> dict[str, Any]:
     """A viewer without ``columns`` shows the table's own, not its internal ones."""
     if table.hidden_columns and not viewer.get("columns"):
-        return {**viewer, "columns": list(table.schema_ or {})}
+        return {**viewer, "columns": list(table.columns)}
     return viewer
 
 

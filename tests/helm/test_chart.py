@@ -743,8 +743,17 @@ def test_notes_say_how_to_reach_the_dashboards(helm: str, tmp_path: Path) -> Non
     assert f"kubectl --namespace {NAMESPACE} port-forward service/{FULLNAME} 8080:8080" in text
     assert "http://127.0.0.1:8080/dashboards/desk" in text
     assert "http://127.0.0.1:8080/tables/trades" in text
-    assert "https://livetables.example.com/" in notes(CI_VALUES["ingress-monitoring-scaling"])
+    behind_ingress = notes(CI_VALUES["ingress-monitoring-scaling"])
+    assert "https://livetables.example.com/" in behind_ingress
     assert "livetables.example.com/" in notes(CI_VALUES["httproute"])
+    # Behind a proxy without trusted_proxies, every user shares the proxy's per-address caps.
+    assert "trusted_proxies is empty" in behind_ingress
+    assert "trusted_proxies" not in text
+    trusted = tmp_path / "trusted.yaml"
+    values = yaml.safe_load(CI_VALUES["ingress-monitoring-scaling"].read_text(encoding="utf-8"))
+    values.setdefault("config", {}).setdefault("server", {})["trusted_proxies"] = ["10.0.0.0/8"]
+    trusted.write_text(yaml.safe_dump(values), encoding="utf-8")
+    assert "trusted_proxies is empty" not in notes(trusted)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import socket
 import threading
 
@@ -13,7 +11,7 @@ from tornado.websocket import websocket_connect
 
 from tests.helpers import json_bytes, produce, wait_until
 from tests.integration.test_replication import Replica
-from tests.security_helpers import ServiceProcess, poll
+from tests.security_helpers import ServiceProcess, poll, raw_websocket
 
 SCHEMA = {"id": "string", "seq": "integer", "px": "float", "note": "string"}
 
@@ -38,24 +36,7 @@ def _config(kafka, topic: str, **server) -> dict:
 
 def _silent_replica(port: int) -> socket.socket:
     """A /replicate handshake by hand; the socket is then never read again."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            "GET /replicate/t HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1)
-        assert chunk, "connection closed during the handshake"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
+    return raw_websocket(port, "/replicate/t", receive_buffer=4096)
 
 
 def test_replicas_that_never_read_hold_one_copy_of_the_snapshot(kafka, topic_name, tmp_path):

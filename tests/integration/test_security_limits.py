@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import socket
 import threading
 import time
 
@@ -14,7 +12,7 @@ from confluent_kafka import Producer
 
 from service.remote import connect
 from tests.helpers import json_bytes, produce, wait_until
-from tests.security_helpers import ServiceProcess, open_socket, poll
+from tests.security_helpers import ServiceProcess, open_socket, poll, raw_websocket
 
 SCHEMA = {"id": "string", "sym": "string", "px": "float", "qty": "integer", "note": "string"}
 KEYS = 5000
@@ -137,27 +135,6 @@ def test_a_client_that_never_reads_is_disconnected_and_memory_stays_bounded(
         service.stop()
 
 
-def _raw_websocket(port: int) -> socket.socket:
-    """A websocket handshake by hand; the socket is then never read or written again."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            "GET /websocket HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(1024)
-        assert chunk, "connection closed during the handshake"
-        head += chunk
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
 def test_a_client_that_answers_no_pings_is_dropped(kafka, topic_name, run_service):
     kafka.create_topic(topic_name, partitions=1)
     service = run_service(
@@ -171,7 +148,7 @@ def test_a_client_that_answers_no_pings_is_dropped(kafka, topic_name, run_servic
         }
     )
     wait_until(service.ready, what="ready")
-    sock = _raw_websocket(service.service.port)
+    sock = raw_websocket(service.service.port)
     try:
         wait_until(lambda: service.metric("livetables_websocket_sessions") == 1, what="open")
         wait_until(

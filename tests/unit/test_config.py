@@ -178,6 +178,16 @@ def test_load_returns_a_resolved_configuration_whose_columns_are_known(tmp_path)
     assert config.resolved and config.tables["t"].schema_ == {"px": "float"}
 
 
+def test_the_columns_of_a_table_are_read_only_once_known(tmp_path):
+    schema = {"type": "record", "name": "R", "fields": [{"name": "px", "type": "double"}]}
+    path = tmp_path / "c.yaml"
+    table = {"topic": "a", "format": "avro", "format_options": {"schema": schema}}
+    path.write_text(yaml.safe_dump({"tables": {"t": table}}))
+    with pytest.raises(ValueError, match="resolve the configuration first"):
+        _ = load_config(path).tables["t"].columns
+    assert load(path).tables["t"].columns == {"px": "float"}
+
+
 def test_the_registry_password_is_a_secret():
     registry = {"url": "https://r", "basic_auth": {"user": "svc", "password": "s3cr3t-pass"}}
     config = parse_config({**MINIMAL, "kafka": {"schema_registry": registry}})

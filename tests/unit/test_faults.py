@@ -139,3 +139,29 @@ def test_restart_backoff_doubles_to_a_ceiling_and_resets_after_a_healthy_run():
     assert [backoff.delay(1.0) for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert backoff.delay(61.0) == 0.5
     assert backoff.delay(0.1) == 1.0
+
+
+def test_the_dead_letter_producer_logs_through_python_logging_not_stderr(caplog, capfd):
+    """librdkafka's lines of the shared producer reach the service log, named, throttled.
+
+    A real producer pointed at a port nothing listens on: librdkafka reports the
+    refused connection through the ``logger`` it was given.
+    """
+    from connectors.deadletter import DeadLetterSink
+    from service.localkafka.broker import free_port
+    from tests.helpers import wait_until
+
+    def lines() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.getMessage().startswith("dead-letter producer: librdkafka")
+        ]
+
+    with caplog.at_level(logging.DEBUG, logger="connectors.kafka.librdkafka"):
+        sink = DeadLetterSink(f"127.0.0.1:{free_port()}", {"debug": "broker"}, lambda *_: None)
+        try:
+            wait_until(lines, timeout=30, what="a librdkafka line in the service log")
+        finally:
+            sink.close(timeout=1)
+    assert "rdkafka" not in capfd.readouterr().err
