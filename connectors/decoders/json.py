@@ -86,12 +86,13 @@ class JsonDecoder(Decoder):
 
     # -- parsing -----------------------------------------------------------
 
-    def _fast_rows(self, values: pa.Array, columns: list[tuple[bytes, int]]) -> pa.Table | None:
+    def _fast_rows(self, values: pa.Array) -> pa.Table | None:
         """The batch through the fast path, or None where it declines (see _jsonrows.c)."""
         count = len(values)
         offsets = values.buffers()[1].slice(values.offset * 8, (count + 1) * 8)
         data = values.buffers()[2] or pa.py_buffer(b"")
-        if _jsonrows is None:
+        columns = self._fast_columns
+        if _jsonrows is None or columns is None:
             return None
         parsed = _jsonrows.parse(count, offsets, data, columns)
         if parsed is None:
@@ -221,7 +222,7 @@ class JsonDecoder(Decoder):
         if not isinstance(values, pa.Array):
             values = pa.array(values, pa.large_binary())
         if self._fast_columns is not None and len(values):
-            rows = self._fast_rows(values, self._fast_columns)
+            rows = self._fast_rows(values)
             if rows is not None:
                 return rows, np.arange(len(values), dtype=np.int64), []
         errors: list[DecodeError] = []
