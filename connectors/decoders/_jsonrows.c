@@ -540,16 +540,26 @@ static PyObject *jr_parse(PyObject *Py_UNUSED(module), PyObject *args) {
     uint8_t seen[MAX_COLUMNS];
     Py_ssize_t ncols = PyList_GET_SIZE(spec);
     memset(holders, 0, sizeof(holders));
+    /* count + 1 offsets must fit in the buffer: compared by division, so no product of an
+     * absurd count can wrap around and pass. */
     if (ncols < 1 || ncols > MAX_COLUMNS || count < 0 ||
-        offsets_view.len < (Py_ssize_t)((count + 1) * sizeof(int64_t))) {
+        count >= offsets_view.len / (Py_ssize_t)sizeof(int64_t)) {
         PyErr_SetString(PyExc_ValueError, "bad arguments");
         goto done;
     }
     const int64_t *offsets = (const int64_t *)offsets_view.buf;
     const uint8_t *data = (const uint8_t *)data_view.buf;
-    if (offsets[0] < 0 || offsets[count] > data_view.len || offsets[count] < offsets[0]) {
+    /* Every value must lie inside the data, in order: the string columns' capacity (the
+     * bytes between the first and last offsets) holds only then, and no read strays. */
+    if (offsets[0] < 0 || offsets[count] > data_view.len) {
         PyErr_SetString(PyExc_ValueError, "offsets outside the data");
         goto done;
+    }
+    for (Py_ssize_t row = 0; row < count; row++) {
+        if (offsets[row + 1] < offsets[row]) {
+            PyErr_SetString(PyExc_ValueError, "offsets out of order");
+            goto done;
+        }
     }
     size_t total = (size_t)(offsets[count] - offsets[0]);
     Py_ssize_t bitmap = (count + 7) / 8;
@@ -594,8 +604,7 @@ static PyObject *jr_parse(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t row = 0; row < count; row++) {
         Cursor c = {data + offsets[row], data + offsets[row + 1]};
-        if (offsets[row + 1] < offsets[row] ||
-            !read_record(&c, columns, (int)ncols, row, seen)) {
+        if (!read_record(&c, columns, (int)ncols, row, seen)) {
             accepted = 0;
             break;
         }
