@@ -315,6 +315,44 @@ static int number_to_double(const Number *n, double *out) {
     return 1;
 }
 
+/*
+ * Whether a number is surely finite as a double: pyarrow's reader converts every number,
+ * even one of a field no column takes, and refuses the record when it overflows (1e400,
+ * 400 digits). The decimal exponent of the first significant digit tells: below 308 it is
+ * finite; at 308 and above it may not be, and the batch is left to pyarrow.
+ */
+static int number_fits_double(const Number *n) {
+    const uint8_t *p = n->start + n->negative, *end = n->start + n->length;
+    long magnitude = -1; /* of the first non-zero digit; stays -1 for zero */
+    const uint8_t *q = p;
+    while (q < end && *q >= '0' && *q <= '9') q++;
+    long position = (long)(q - p) - 1; /* decimal exponent of the digit at p */
+    int found = 0;
+    for (; p < end && (*p == '.' || (*p >= '0' && *p <= '9')); p++) {
+        if (*p == '.') continue;
+        if (*p != '0') {
+            magnitude = position;
+            found = 1;
+            break;
+        }
+        position--;
+    }
+    if (!found) return 1; /* zero, whatever its exponent */
+    while (p < end && *p != 'e' && *p != 'E') p++;
+    long exponent = 0;
+    if (p < end) {
+        p++;
+        int sign = 1;
+        if (*p == '+' || *p == '-') sign = *p++ == '-' ? -1 : 1;
+        for (; p < end; p++) {
+            if (exponent > 100000) break; /* saturated: far beyond either limit */
+            exponent = exponent * 10 + (*p - '0');
+        }
+        exponent *= sign;
+    }
+    return magnitude + exponent < 308;
+}
+
 /* An epoch number in s, ms, us or ns (told apart by magnitude) as milliseconds: the same
  * double operations, floor and range check as connectors/decoders/columns.py's
  * epoch_to_timestamp_ms (float64 multiply, floor, safe cast to int64). */
@@ -378,7 +416,7 @@ static int skip_value(Cursor *c, int depth) {
     if (b == 'f') return match_literal(c, "false", 5);
     if (b == 'n') return match_literal(c, "null", 4);
     Number n;
-    return scan_number(c, &n);
+    return scan_number(c, &n) && number_fits_double(&n);
 }
 
 static int read_field(Cursor *c, Column *col, Py_ssize_t row) {
