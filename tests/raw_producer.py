@@ -76,12 +76,20 @@ def produce_raw(
     bootstrap: str,
     topic: str,
     records: list[tuple[bytes | None, bytes | None, list[tuple[bytes, bytes | None]]]],
+    message_max_bytes: int = 1_000_000,
 ) -> None:
-    """Produce (key, value, headers) records, header names as raw bytes, and wait for them."""
+    """Produce (key, value, headers) records in order, header names as raw bytes, and wait
+    until the broker has them all (``message_max_bytes``: the largest record to allow)."""
     lib = _library()
     error = ctypes.create_string_buffer(512)
     conf = lib.rd_kafka_conf_new()
-    for name, value in ((b"bootstrap.servers", bootstrap.encode()), (b"linger.ms", b"5")):
+    settings = {
+        b"bootstrap.servers": bootstrap.encode(),
+        b"linger.ms": b"5",
+        b"message.max.bytes": str(message_max_bytes).encode(),
+        b"enable.idempotence": b"true",  # in order, once each
+    }
+    for name, value in settings.items():
         if lib.rd_kafka_conf_set(conf, name, value, error, len(error)) != 0:
             raise RuntimeError(error.value.decode())
     producer = lib.rd_kafka_new(0, conf, error, len(error))  # RD_KAFKA_PRODUCER
