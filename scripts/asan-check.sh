@@ -18,7 +18,8 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 CC="${CC:-gcc}"
 if [ "$#" -eq 0 ]; then
   set -- tests/unit/test_json_fast_path_fuzz.py tests/unit/test_json_fast_path.py \
-    tests/integration/test_native_reader.py tests/integration/test_native_reader_hostile.py
+    tests/unit/test_native_reader_misuse.py tests/integration/test_native_reader.py \
+    tests/integration/test_native_reader_hostile.py
 fi
 
 ASAN_LIB="$("$CC" -print-file-name=libasan.so)"

@@ -197,6 +197,7 @@ typedef struct {
     size_t length;
     int negative;
     int integral; /* no fraction, no exponent */
+    int exponent; /* has an exponent */
 } Number;
 
 static int scan_number(Cursor *c, Number *n) {
@@ -204,6 +205,7 @@ static int scan_number(Cursor *c, Number *n) {
     n->start = p;
     n->negative = 0;
     n->integral = 1;
+    n->exponent = 0;
     if (p < end && *p == '-') {
         n->negative = 1;
         p++;
@@ -224,6 +226,7 @@ static int scan_number(Cursor *c, Number *n) {
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         n->integral = 0;
+        n->exponent = 1;
         p++;
         if (p < end && (*p == '+' || *p == '-')) p++;
         if (p >= end || *p < '0' || *p > '9') return 0;
@@ -322,6 +325,7 @@ static int number_to_double(const Number *n, double *out) {
  * finite; at 308 and above it may not be, and the batch is left to pyarrow.
  */
 static int number_fits_double(const Number *n) {
+    if (!n->exponent && n->length < 300) return 1; /* the usual case: fewer than 300 digits */
     const uint8_t *p = n->start + n->negative, *end = n->start + n->length;
     long magnitude = -1; /* of the first non-zero digit; stays -1 for zero */
     const uint8_t *q = p;
