@@ -142,6 +142,10 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "bind() the loaded librdkafka first");
         return -1;
     }
+    if (self->consumer != NULL) { /* a second __init__ would leak the first queue */
+        PyErr_SetString(PyExc_RuntimeError, "a Reader is initialised once");
+        return -1;
+    }
     if (strcmp(Py_TYPE(consumer)->tp_name, "cimpl.Consumer") != 0) {
         PyErr_Format(PyExc_TypeError, "a confluent_kafka Consumer is needed, not %s",
                      Py_TYPE(consumer)->tp_name);
@@ -170,6 +174,10 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwargs) {
     self->topic_names = PyList_New(0);
     if (self->topic_names == NULL) return -1;
     self->queue = rk.queue_new(handle);
+    if (self->queue == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "librdkafka could not create a queue");
+        return -1;
+    }
     Py_INCREF(consumer);
     self->consumer = consumer;
     self->handle = handle;
@@ -192,7 +200,8 @@ static void Reader_dealloc(Reader *self) {
 }
 
 static int Reader_usable(Reader *self) {
-    if (self->queue == NULL || ((ConsumerHandle *)self->consumer)->rk != self->handle) {
+    if (self->queue == NULL || self->consumer == NULL ||
+        ((ConsumerHandle *)self->consumer)->rk != self->handle) {
         PyErr_SetString(PyExc_RuntimeError, "the reader or its consumer is closed");
         return 0;
     }
@@ -258,11 +267,20 @@ static PyObject *message_headers(const rd_kafka_message_t *m) {
             PyErr_SetString(PyExc_RuntimeError, "a header could not be read");
             return NULL;
         }
+        /* Header names are whatever bytes the producer sent: one that is not UTF-8 must not
+         * fail the batch (the consumer would restart at the same offset forever), so invalid
+         * bytes become U+FFFD, as in the table's other text. */
+        PyObject *key = PyUnicode_DecodeUTF8(name, (Py_ssize_t)strlen(name), "replace");
+        if (key == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
         PyObject *item;
         if (value == NULL)
-            item = Py_BuildValue("(sO)", name, Py_None);
+            item = PyTuple_Pack(2, key, Py_None);
         else
-            item = Py_BuildValue("(sy#)", name, (const char *)value, (Py_ssize_t)size);
+            item = Py_BuildValue("(Oy#)", key, (const char *)value, (Py_ssize_t)size);
+        Py_DECREF(key);
         if (item == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -383,10 +401,14 @@ static PyObject *Reader_read(Reader *self, PyObject *args, PyObject *kwargs) {
             const char *reason = m->payload != NULL ? (const char *)m->payload : rk.err2str(m->err);
             Py_ssize_t reason_len =
                 m->payload != NULL ? (Py_ssize_t)strnlen(reason, m->len) : (Py_ssize_t)strlen(reason);
+            /* The reason is librdkafka's text or a broker's: never trusted to be UTF-8. */
+            PyObject *text = PyUnicode_DecodeUTF8(reason, reason_len, "replace");
             PyObject *event =
-                Py_BuildValue("(OiLis#)", PyList_GET_ITEM(self->topic_names, last_id),
-                              (int)m->partition, (long long)m->offset, (int)m->err, reason,
-                              reason_len);
+                text == NULL ? NULL
+                             : Py_BuildValue("(OiLiO)", PyList_GET_ITEM(self->topic_names, last_id),
+                                             (int)m->partition, (long long)m->offset, (int)m->err,
+                                             text);
+            Py_XDECREF(text);
             if (event == NULL || PyList_Append(events, event)) failed = 1;
             Py_XDECREF(event);
             continue;

@@ -197,6 +197,7 @@ typedef struct {
     size_t length;
     int negative;
     int integral; /* no fraction, no exponent */
+    int exponent; /* has an exponent */
 } Number;
 
 static int scan_number(Cursor *c, Number *n) {
@@ -204,6 +205,7 @@ static int scan_number(Cursor *c, Number *n) {
     n->start = p;
     n->negative = 0;
     n->integral = 1;
+    n->exponent = 0;
     if (p < end && *p == '-') {
         n->negative = 1;
         p++;
@@ -224,6 +226,7 @@ static int scan_number(Cursor *c, Number *n) {
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         n->integral = 0;
+        n->exponent = 1;
         p++;
         if (p < end && (*p == '+' || *p == '-')) p++;
         if (p >= end || *p < '0' || *p > '9') return 0;
@@ -315,6 +318,45 @@ static int number_to_double(const Number *n, double *out) {
     return 1;
 }
 
+/*
+ * Whether a number is surely finite as a double: pyarrow's reader converts every number,
+ * even one of a field no column takes, and refuses the record when it overflows (1e400,
+ * 400 digits). The decimal exponent of the first significant digit tells: below 308 it is
+ * finite; at 308 and above it may not be, and the batch is left to pyarrow.
+ */
+static int number_fits_double(const Number *n) {
+    if (!n->exponent && n->length < 300) return 1; /* the usual case: fewer than 300 digits */
+    const uint8_t *p = n->start + n->negative, *end = n->start + n->length;
+    long magnitude = -1; /* of the first non-zero digit; stays -1 for zero */
+    const uint8_t *q = p;
+    while (q < end && *q >= '0' && *q <= '9') q++;
+    long position = (long)(q - p) - 1; /* decimal exponent of the digit at p */
+    int found = 0;
+    for (; p < end && (*p == '.' || (*p >= '0' && *p <= '9')); p++) {
+        if (*p == '.') continue;
+        if (*p != '0') {
+            magnitude = position;
+            found = 1;
+            break;
+        }
+        position--;
+    }
+    if (!found) return 1; /* zero, whatever its exponent */
+    while (p < end && *p != 'e' && *p != 'E') p++;
+    long exponent = 0;
+    if (p < end) {
+        p++;
+        int sign = 1;
+        if (*p == '+' || *p == '-') sign = *p++ == '-' ? -1 : 1;
+        for (; p < end; p++) {
+            if (exponent > 100000) break; /* saturated: far beyond either limit */
+            exponent = exponent * 10 + (*p - '0');
+        }
+        exponent *= sign;
+    }
+    return magnitude + exponent < 308;
+}
+
 /* An epoch number in s, ms, us or ns (told apart by magnitude) as milliseconds: the same
  * double operations, floor and range check as connectors/decoders/columns.py's
  * epoch_to_timestamp_ms (float64 multiply, floor, safe cast to int64). */
@@ -378,7 +420,7 @@ static int skip_value(Cursor *c, int depth) {
     if (b == 'f') return match_literal(c, "false", 5);
     if (b == 'n') return match_literal(c, "null", 4);
     Number n;
-    return scan_number(c, &n);
+    return scan_number(c, &n) && number_fits_double(&n);
 }
 
 static int read_field(Cursor *c, Column *col, Py_ssize_t row) {
@@ -540,16 +582,26 @@ static PyObject *jr_parse(PyObject *Py_UNUSED(module), PyObject *args) {
     uint8_t seen[MAX_COLUMNS];
     Py_ssize_t ncols = PyList_GET_SIZE(spec);
     memset(holders, 0, sizeof(holders));
+    /* count + 1 offsets must fit in the buffer: compared by division, so no product of an
+     * absurd count can wrap around and pass. */
     if (ncols < 1 || ncols > MAX_COLUMNS || count < 0 ||
-        offsets_view.len < (Py_ssize_t)((count + 1) * sizeof(int64_t))) {
+        count >= offsets_view.len / (Py_ssize_t)sizeof(int64_t)) {
         PyErr_SetString(PyExc_ValueError, "bad arguments");
         goto done;
     }
     const int64_t *offsets = (const int64_t *)offsets_view.buf;
     const uint8_t *data = (const uint8_t *)data_view.buf;
-    if (offsets[0] < 0 || offsets[count] > data_view.len || offsets[count] < offsets[0]) {
+    /* Every value must lie inside the data, in order: the string columns' capacity (the
+     * bytes between the first and last offsets) holds only then, and no read strays. */
+    if (offsets[0] < 0 || offsets[count] > data_view.len) {
         PyErr_SetString(PyExc_ValueError, "offsets outside the data");
         goto done;
+    }
+    for (Py_ssize_t row = 0; row < count; row++) {
+        if (offsets[row + 1] < offsets[row]) {
+            PyErr_SetString(PyExc_ValueError, "offsets out of order");
+            goto done;
+        }
     }
     size_t total = (size_t)(offsets[count] - offsets[0]);
     Py_ssize_t bitmap = (count + 7) / 8;
@@ -594,8 +646,7 @@ static PyObject *jr_parse(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t row = 0; row < count; row++) {
         Cursor c = {data + offsets[row], data + offsets[row + 1]};
-        if (offsets[row + 1] < offsets[row] ||
-            !read_record(&c, columns, (int)ncols, row, seen)) {
+        if (!read_record(&c, columns, (int)ncols, row, seen)) {
             accepted = 0;
             break;
         }
