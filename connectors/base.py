@@ -183,6 +183,12 @@ def _longest_in_list(items: Sequence[bytes | None]) -> int:
         return max((len(v) for v in items if v is not None), default=0)
 
 
+UNREADABLE_HEADERS: list[tuple[str, bytes | None]] = [("\ufffd", None)]
+"""A record's headers when the client library cannot read them (a name that is not
+UTF-8 makes confluent-kafka's ``Message.headers()`` raise): the record is then a bad
+one (``invalid_utf8``, detail ``header``) for a table with header columns. Compared by
+identity. The native reader reads such names itself, with U+FFFD for the bad bytes."""
+
 Locator = Callable[[int], tuple[str, int, int]]
 """Maps a value's position in a batch to (topic, partition, offset)."""
 

@@ -25,7 +25,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import DecodedBatch, DecodeError, DecodeReason, Locator, RawBatch
+from connectors.base import (
+    UNREADABLE_HEADERS,
+    DecodedBatch,
+    DecodeError,
+    DecodeReason,
+    Locator,
+    RawBatch,
+)
 from connectors.decoders import make_decoder
 from connectors.decoders.columns import (
     TIMESTAMP_MS,
@@ -277,9 +284,14 @@ class BatchDecoder:
         target = self.schema.field(column).type
         all_headers = raw.headers or [None] * len(raw)
         values = []
-        for i in positions.tolist():
+        unreadable = np.zeros(len(positions), dtype=bool)
+        for row, i in enumerate(positions.tolist()):
             found = None
-            for name, value in all_headers[i] or ():
+            headers = all_headers[i]
+            if headers is UNREADABLE_HEADERS:
+                unreadable[row] = True
+                headers = None
+            for name, value in headers or ():
                 if name == header:
                     found = value
             values.append(found)
@@ -288,7 +300,7 @@ class BatchDecoder:
             failed = failed & np.fromiter(
                 (v is not None and not is_utf8(v) for v in values), dtype=bool, count=len(values)
             )
-        return converted, failed
+        return converted, failed | unreadable
 
     def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys) -> pa.Array:
         """The message keys at ``positions`` as index values (null where unusable)."""

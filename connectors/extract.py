@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from connectors.base import RawBatch
+from connectors.base import UNREADABLE_HEADERS, RawBatch
 from connectors.source import Partition
 
 
@@ -36,8 +36,20 @@ def raw_batch(topic: str, messages: list, headers: bool = False) -> RawBatch:
         timestamps_ms=[m.timestamp()[1] for m in messages],
         partitions=[m.partition() for m in messages],
         offsets=[m.offset() for m in messages],
-        headers=[m.headers() for m in messages] if headers else None,
+        headers=[_headers(m) for m in messages] if headers else None,
     )
+
+
+def _headers(message) -> list[tuple[str, bytes | None]] | None:
+    """A message's headers, or ``UNREADABLE_HEADERS`` when the client cannot read them.
+
+    Raising here would fail the whole batch, and the consumer would restart at the
+    same offset for ever: one record would stop its table.
+    """
+    try:
+        return message.headers()
+    except (UnicodeDecodeError, SystemError, ValueError):
+        return UNREADABLE_HEADERS
 
 
 def _binary(count: int, data: bytes, offsets: bytes, valid: bytes | None) -> pa.Array:

@@ -156,3 +156,26 @@ def test_the_native_reader_hands_over_a_header_name_that_is_not_utf8_as_replacem
         [("\ufffd\ufffd-name", b"v"), ("ok", None)],
         [("café", b"\xff")],
     ]
+
+
+def test_the_portable_reader_marks_headers_it_cannot_read_instead_of_failing_the_batch(
+    kafka, topic_name
+):
+    """confluent-kafka's ``headers()`` raises on a name that is not UTF-8; the portable path
+    (no native reader) must not let that fail the batch and stop the table."""
+    from connectors.base import UNREADABLE_HEADERS
+    from tests.integration.test_native_reader import _read
+
+    kafka.create_topic(topic_name, partitions=1)
+    produce_raw(
+        kafka.bootstrap,
+        topic_name,
+        [
+            (b"a", b"1", [(b"\xff\xfe-name", b"v"), (b"ok", None)]),
+            (b"b", b"2", [(b"caf\xc3\xa9", b"\xff")]),
+        ],
+    )
+    captured = _read(kafka, [topic_name], native=False, headers=True)
+    headers = [r[6] for r in captured.records]
+    assert headers[0] is UNREADABLE_HEADERS
+    assert headers[1] == [("café", b"\xff")]
