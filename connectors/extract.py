@@ -10,6 +10,8 @@ batches.
 
 from __future__ import annotations
 
+from operator import methodcaller
+
 import numpy as np
 import pyarrow as pa
 
@@ -40,14 +42,21 @@ def raw_batch(topic: str, messages: list, headers: bool = False) -> RawBatch:
     )
 
 
+_read_headers = methodcaller("headers")
+
+
 def _headers(message) -> list[tuple[str, bytes | None]] | None:
     """A message's headers, or ``UNREADABLE_HEADERS`` when the client cannot read them.
 
     Raising here would fail the whole batch, and the consumer would restart at the
-    same offset for ever: one record would stop its table.
+    same offset for ever: one record would stop its table. confluent-kafka's
+    ``headers()`` returns its list with the decode error still set; called as
+    ``message.headers()``, the interpreter's specialised call skips the check, and
+    the error surfaces later, outside this function. Called through
+    ``methodcaller``, CPython checks the result and raises SystemError here.
     """
     try:
-        return message.headers()
+        return _read_headers(message)
     except (UnicodeDecodeError, SystemError, ValueError):
         return UNREADABLE_HEADERS
 
