@@ -15,8 +15,8 @@ ARG PYTHON_IMAGE=python:3.11-slim
 # ---------------------------------------------------------------------------------------------
 # deps: a virtualenv with livetables' dependencies, read from pyproject.toml alone, so that this
 # stage (and the runtime layer copied from it) is rebuilt only when they change. Every
-# dependency ships binary wheels for linux/amd64 and linux/arm64, so no compiler is needed; if
-# one ever is, install it here, never in the runtime stage.
+# dependency ships binary wheels for linux/amd64 and linux/arm64, so no compiler is needed
+# here (livetables' own C extension is compiled in the build stage).
 # ---------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS deps
 
@@ -43,9 +43,18 @@ print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"]))' 
 # ---------------------------------------------------------------------------------------------
 # build: livetables itself, a regular (not editable) install into a directory of its own, so
 # that a code change rebuilds a few megabytes, not the dependencies. Packages and data files
-# land there compiled to bytecode now, because the runtime filesystem is read-only.
+# land there compiled to bytecode now, because the runtime filesystem is read-only. The native
+# Kafka batch reader (connectors/_kafkabatch.c) is compiled here: a C compiler and the Python
+# headers are installed in this stage only, never in the runtime one.
 # ---------------------------------------------------------------------------------------------
 FROM deps AS build
+
+RUN headers="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+ && packages="gcc libc6-dev" \
+ && if [ ! -f "$headers/Python.h" ]; then packages="$packages python3-dev"; fi \
+ && apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages \
+ && rm -rf /var/lib/apt/lists/*
 
 COPY setup.py README.md ./
 COPY connectors ./connectors

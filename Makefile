@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 
 setup: $(VENV)/.installed node_modules/.package-lock.json
 
-$(VENV)/.installed: pyproject.toml
+# setup.py and the C sources: the editable install compiles the C extensions.
+$(VENV)/.installed: pyproject.toml setup.py connectors/_kafkabatch.c connectors/decoders/_jsonrows.c | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
@@ -18,10 +19,10 @@ node_modules/.package-lock.json: package.json package-lock.json | system-deps
 	npm ci --no-audit --no-fund --loglevel=error
 
 system-deps:
-	bash scripts/install-system-deps.sh
+	PYTHON=$(PYTHON) bash scripts/install-system-deps.sh
 
 test-deps:
-	bash scripts/install-system-deps.sh --test
+	PYTHON=$(PYTHON) bash scripts/install-system-deps.sh --test
 
 helm-tools:
 	bash scripts/install-helm-tools.sh

@@ -1,6 +1,9 @@
-"""Build hooks: the wheel and the sdist carry the Perspective browser files the pages load.
+"""Build hooks: the browser files the pages load, and the C extensions.
 
-Metadata lives in pyproject.toml. This file only makes ``build_py`` (wheels) and
+Metadata lives in pyproject.toml. This file compiles the two C extensions,
+``connectors/_kafkabatch.c`` (the consumer's data path) and
+``connectors/decoders/_jsonrows.c`` (the JSON fast path): a C compiler and the
+Python headers are all they need, see their headers. It also makes ``build_py`` (wheels) and
 ``sdist`` copy the files listed in ``service/web/assets.py`` out of
 ``node_modules/@perspective-dev`` into ``service/web/vendor/@perspective-dev`` first, so that an
 installed livetables serves working pages with no npm at run time. Building from an
@@ -19,7 +22,7 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
@@ -102,4 +105,22 @@ class SdistWithAssets(sdist):
         super().run()
 
 
-setup(cmdclass={"build_py": BuildPyWithAssets, "sdist": SdistWithAssets})
+C_FLAGS = ["-O2", "-std=c11", "-D_GNU_SOURCE"]
+# The consumer's data path: Kafka batches as Arrow columns (connectors/kafkabatch.py).
+KAFKA_BATCH_READER = Extension(
+    "connectors._kafkabatch",
+    sources=["connectors/_kafkabatch.c"],
+    extra_compile_args=C_FLAGS,
+    libraries=["dl"],
+)
+# The JSON decoder's fast path for flat objects (connectors/decoders/json.py).
+JSON_ROWS = Extension(
+    "connectors.decoders._jsonrows",
+    sources=["connectors/decoders/_jsonrows.c"],
+    extra_compile_args=C_FLAGS,
+)
+
+setup(
+    cmdclass={"build_py": BuildPyWithAssets, "sdist": SdistWithAssets},
+    ext_modules=[KAFKA_BATCH_READER, JSON_ROWS],
+)

@@ -15,28 +15,25 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
 
-from bench import baselines
 from bench import derived as bench_derived
 from bench import formats as bench_formats
+from bench import ingest as bench_ingest
 from bench import snapshots as bench_snapshots
-from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
-from bench.peers import CSP_PYTHON, run_csp_ingest
+from bench.audience import latency
 from bench.records import SCHEMA, produce, raw_batch, value
 from bench.service import ServedLivetables
+from bench.targets import Scorecard
 from connectors.decoding import BatchDecoder
 from service.config import TableConfig, decode_spec
 from service.localkafka import LocalKafka
 
 HERE = Path(__file__).parent
-LOGS = HERE / "out"
-PARTITIONS = 4
-# Every benchmark client connects from one address: let the largest audience in.
-AUDIENCE_LIMITS = {"max_websocket_sessions_per_address": 1000}
+PARTITIONS = bench_ingest.PARTITIONS
 
 
 @dataclass
@@ -50,8 +47,10 @@ class Sizes:
     limit: int
     replay: int
     latency_seconds: float
-    audiences: tuple[int, ...]
+    audiences: tuple[int, ...]  # replicated clients; 1 and 200 give the tail's growth
+    join_storm: tuple[int, int]  # (clients watching, clients joining at once)
     own_view_audiences: tuple[int, ...]
+    derived_audiences: tuple[int, ...]
     live_rate: int
     decode_records: int
     snapshot_interval: int
@@ -59,6 +58,7 @@ class Sizes:
     derived_updates: int
     retention_window_s: int
     retention_seconds: int
+    smoke: bool = False
 
 
 FULL = Sizes(
@@ -71,8 +71,10 @@ FULL = Sizes(
     limit=100_000,
     replay=10_000_000,
     latency_seconds=20,
-    audiences=(50, 500),
+    audiences=(1, 50, 200, 500),
+    join_storm=(500, 50),
     own_view_audiences=(50,),
+    derived_audiences=(50, 500),
     live_rate=10_000,
     decode_records=100_000,
     snapshot_interval=5,
@@ -91,8 +93,10 @@ SMOKE = Sizes(
     limit=1_000,
     replay=50_000,
     latency_seconds=2,
-    audiences=(3,),
+    audiences=(1, 3),
+    join_storm=(3, 2),
     own_view_audiences=(2,),
+    derived_audiences=(3,),
     live_rate=500,
     decode_records=2_000,
     snapshot_interval=1,
@@ -100,6 +104,7 @@ SMOKE = Sizes(
     derived_updates=3,
     retention_window_s=1,
     retention_seconds=3,
+    smoke=True,
 )
 
 
@@ -107,145 +112,35 @@ SMOKE = Sizes(
 class Results:
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    score: Scorecard = field(default_factory=Scorecard)
 
     def add(self, scenario: str, **values: object) -> None:
         self.rows.append({"scenario": scenario, **values})
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
         print(f"  {scenario}: {shown}", flush=True)
 
+    @staticmethod
+    def progress(text: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
 
 def _fmt(v: object) -> str:
     if isinstance(v, float):
-        return f"{v:,.2f}" if v < 100 else f"{v:,.0f}"
+        if v != v:
+            return "n/a"
+        return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
 
 
-def progress(text: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+progress = Results.progress
 
 
 def new_topic(kafka: LocalKafka, name: str) -> str:
     topic = f"bench-{name}-{uuid.uuid4().hex[:6]}"
     kafka.create_topic(topic, partitions=PARTITIONS)
     return topic
-
-
-def run_livetables(kafka: LocalKafka, topic: str, records: int, **table: object) -> dict:
-    tables = {"t": {"topic": topic, "format": "json", "schema": SCHEMA, **table}}
-    with ServedLivetables(kafka.bootstrap, tables) as served:
-        return served.ingest_rate("t", records, timeout=600)
-
-
-def run_csp(kafka: LocalKafka, topic: str, records: int, build: bool) -> dict | str:
-    """csp's Kafka adapter feeding a Perspective table, in its own virtualenv."""
-    if not build and not CSP_PYTHON.exists():
-        return "skipped: csp environment not built (make bench builds it)"
-    outcome = run_csp_ingest(kafka.bootstrap, topic, records, timeout=600)
-    if "skipped" in outcome:
-        return f"skipped: {outcome['skipped']}"
-    return {
-        "records": outcome["records"],
-        "seconds": outcome["seconds"],
-        "rate": outcome["records_per_s"],
-    }
-
-
-def rate(outcome: dict) -> float:
-    return outcome["records"] / outcome["seconds"] if outcome["seconds"] else float("nan")
-
-
-def ingest(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
-    progress(f"scenario 1: append table; producing {sizes.append:,} records")
-    topic = new_topic(kafka, "append")
-    produce(kafka.bootstrap, topic, sizes.append, PARTITIONS)
-    progress("scenario 1: livetables")
-    ours = run_livetables(kafka, topic, sizes.append)
-    results.add(
-        "1 append: livetables", records=sizes.append, seconds=ours["seconds"], rate=ours["rate"]
-    )
-    progress(f"scenario 1: naive baseline on {sizes.naive:,} records")
-    naive = baselines.naive(kafka.bootstrap, topic, PARTITIONS, sizes.naive)
-    results.add(
-        "1 append: (a) naive, one update per record",
-        records=naive["records"],
-        seconds=naive["seconds"],
-        rate=rate(naive),
-        ratio=ours["rate"] / rate(naive),
-        target_ratio=200,
-    )
-    progress(f"scenario 1: batched baseline on {sizes.batched:,} records")
-    batched = baselines.batched(kafka.bootstrap, topic, PARTITIONS, sizes.batched)
-    results.add(
-        "1 append: (b) batched json.loads + update(list)",
-        records=batched["records"],
-        seconds=batched["seconds"],
-        rate=rate(batched),
-        ratio=ours["rate"] / rate(batched),
-        target_ratio=4,
-    )
-    progress("scenario 1: csp peer")
-    peer = run_csp(kafka, topic, sizes.batched, build=sizes is FULL)
-    if isinstance(peer, str):
-        results.add("1 append: (c) csp Kafka adapter + Perspective", status=peer)
-    else:
-        results.add(
-            "1 append: (c) csp Kafka adapter + Perspective",
-            records=peer["records"],
-            seconds=peer["seconds"],
-            rate=peer["rate"],
-            ratio=ours["rate"] / peer["rate"],
-            target_ratio=2,
-        )
-
-    progress(f"scenario 2: indexed table, {sizes.indexed:,} records over {sizes.keys:,} keys")
-    topic = new_topic(kafka, "indexed")
-    produce(kafka.bootstrap, topic, sizes.indexed, PARTITIONS, key_space=sizes.keys)
-    ours = run_livetables(kafka, topic, sizes.indexed, index="i")
-    results.add(
-        "2 indexed: livetables",
-        records=sizes.indexed,
-        seconds=ours["seconds"],
-        rate=ours["rate"],
-        target_rate=800_000,
-    )
-    batched = baselines.batched(
-        kafka.bootstrap, topic, PARTITIONS, min(sizes.batched, sizes.indexed), index="i"
-    )
-    results.add(
-        "2 indexed: (b) batched baseline",
-        records=batched["records"],
-        seconds=batched["seconds"],
-        rate=rate(batched),
-        ratio=ours["rate"] / rate(batched),
-    )
-
-    progress(f"scenario 2: limit table, {sizes.limit_records:,} records, limit {sizes.limit:,}")
-    topic = new_topic(kafka, "limit")
-    produce(kafka.bootstrap, topic, sizes.limit_records, PARTITIONS)
-    ours = run_livetables(kafka, topic, sizes.limit_records, limit=sizes.limit)
-    results.add(
-        "2 limit: livetables",
-        records=sizes.limit_records,
-        seconds=ours["seconds"],
-        rate=ours["rate"],
-        target_rate=500_000,
-    )
-    batched = baselines.batched(
-        kafka.bootstrap,
-        topic,
-        PARTITIONS,
-        min(sizes.batched, sizes.limit_records),
-        limit=sizes.limit,
-    )
-    results.add(
-        "2 limit: (b) batched baseline",
-        records=batched["records"],
-        seconds=batched["seconds"],
-        rate=rate(batched),
-        ratio=ours["rate"] / rate(batched),
-    )
 
 
 def arrow_bytes_per_row(sample: int = 100_000) -> float:
@@ -265,22 +160,7 @@ def replay_and_memory(kafka: LocalKafka, sizes: Sizes, results: Results) -> str:
     with ServedLivetables(kafka.bootstrap, {"t": {"topic": empty, "schema": SCHEMA}}) as idle:
         idle.wait_ready(120)
         idle_rss = idle.rss_bytes()
-    progress(f"scenario 3: replay; producing {sizes.replay:,} records")
-    topic = new_topic(kafka, "replay")
-    produce(kafka.bootstrap, topic, sizes.replay, PARTITIONS)
-    progress("scenario 3: start livetables, wait for /readyz")
-    with ServedLivetables(kafka.bootstrap, {"t": {"topic": topic, "schema": SCHEMA}}) as served:
-        seconds = served.wait_ready(900)
-        rss = served.rss_bytes()
-        cpu = served.cpu_seconds()
-    results.add(
-        "3 replay: process start to /readyz 200",
-        records=sizes.replay,
-        seconds=seconds,
-        rate=sizes.replay / seconds,
-        target_seconds=15,
-        cpu_seconds=cpu,
-    )
+    topic, rss = bench_ingest.replay(kafka, sizes, results, new_topic)
     per_row = (rss - idle_rss) / sizes.replay
     arrow = arrow_bytes_per_row()
     results.add(
@@ -307,44 +187,8 @@ def restart(kafka: LocalKafka, sizes: Sizes, results: Results, topic: str) -> No
     bench_snapshots.restart(kafka, sizes, results, topic, new_topic)
 
 
-def latency(kafka: LocalKafka, sizes: Sizes, results: Results) -> None:
-    for own_view, audiences in ((False, sizes.audiences), (True, sizes.own_view_audiences)):
-        for audience in audiences:
-            kind = "own server view each" if own_view else "replicated (shared feed)"
-            progress(f"scenario 4: {audience} clients, {kind}, {sizes.live_rate:,} records/s")
-            topic = new_topic(kafka, "live")
-            tables = {
-                "t": {"topic": topic, "schema": LIVE_SCHEMA, "limit": 100_000, "start": "latest"}
-            }
-            with ServedLivetables(
-                kafka.bootstrap, tables, log_dir=LOGS, server=AUDIENCE_LIMITS
-            ) as served:
-                served.wait_ready(120)
-                # Clients join first, then the stream starts: every client sees the same
-                # stream, and joining does not compete with it.
-                with (
-                    Clients(served.url.replace("http", "ws"), "t", audience, own_view) as clients,
-                    LiveProducer(kafka.bootstrap, topic, sizes.live_rate),
-                ):
-                    time.sleep(min(2.0, sizes.latency_seconds))  # warm-up: not measured
-                    clients.recording = True
-                    cpu_before, started = served.cpu_seconds(), time.perf_counter()
-                    time.sleep(sizes.latency_seconds)
-                    elapsed = time.perf_counter() - started
-                    cpu = (served.cpu_seconds() - cpu_before) / elapsed
-                    clients.recording = False
-                    stats = clients.percentiles()
-            results.add(
-                f"4 latency: {audience} clients, {kind}",
-                clients=audience,
-                p50_ms=stats["p50_ms"],
-                p99_ms=stats["p99_ms"],
-                server_cpu_cores=cpu,
-                measured_records=stats["records"],
-            )
-
-
 GROUPS = {
+    "targets": "Targets (issue 18): this run against each",
     "1": "1. Ingest, append table, no viewers (first row to caught up)",
     "2": "2. Ingest, indexed and rolling-window tables",
     "3": "3. Replay at start-up",
@@ -355,7 +199,16 @@ GROUPS = {
     "8": "8. Derived tables: what the source pays (engine only, 1000-row updates)",
     "9": "9. Derived tables: replicated viewers (record timestamp to client, refresh 250 ms)",
     "10": "10. Retention: rows and resident memory under a steady stream, window full",
+    "cpu": "Where each record's CPU goes, scenarios 1-3 (µs of CPU per record)",
 }
+CPU_LEGEND = (
+    "Stage clocks (`consume` … `book`: bookkeeping) are CPU on the stage's own thread; "
+    "`t:` columns are thread groups (`cons`: consumer threads and their pyarrow helpers, "
+    "`rdk`: librdkafka, `appl`: applier and Perspective's update helpers, `repl`: "
+    "replicator, `loop`: IOLoop, `eng`: engine workers); `process` is the whole service, "
+    "`broker` the Kafka broker; `cores` = (process + broker) * rate. `batch`: records per "
+    "applied batch, the size the update-only ceiling uses."
+)
 
 
 def _table(rows: list[dict]) -> list[str]:
@@ -393,10 +246,15 @@ def write_report(results: Results, path: Path, smoke: bool, seconds: float) -> N
         "pre-produced to a 4-partition topic. `ratio` = livetables' rate / that row's rate",
         "(for memory: resident bytes per row / Arrow bytes per row).",
     ]
-    for prefix, title in sorted(GROUPS.items(), key=lambda item: int(item[0])):
-        rows = [r for r in results.rows if str(r["scenario"]).startswith(prefix + " ")]
+    for prefix, title in GROUPS.items():
+        if prefix == "targets":
+            rows = results.score.rows()
+        else:
+            rows = [r for r in results.rows if str(r["scenario"]).startswith(prefix + " ")]
         if rows:
             lines += ["", f"## {title}", "", *_table(rows)]
+            if prefix == "cpu":
+                lines += ["", CPU_LEGEND]
     lines += ["", *results.notes]
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -412,8 +270,16 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--audiences", help="replicated audiences of scenario 4, e.g. 1,50,200 (default: all)"
+    )
+    parser.add_argument("--latency-seconds", type=float, help="measured span of scenario 4")
     args = parser.parse_args(argv)
     sizes = SMOKE if args.smoke else FULL
+    if args.audiences:
+        sizes = replace(sizes, audiences=tuple(int(a) for a in args.audiences.split(",")))
+    if args.latency_seconds:
+        sizes = replace(sizes, latency_seconds=args.latency_seconds)
     out = args.out or (HERE / "out" / "RESULTS-smoke.md" if args.smoke else HERE / "RESULTS.md")
     results = Results()
     started = time.perf_counter()
@@ -434,14 +300,15 @@ def main(argv: list[str] | None = None) -> int:
                 "derived",
             ]
             if "ingest" in scenarios:
-                ingest(kafka, sizes, results)
+                bench_ingest.append(kafka, sizes, results, new_topic)
+                bench_ingest.indexed_and_limit(kafka, sizes, results, new_topic)
             topic = None
             if "replay" in scenarios:
                 topic = replay_and_memory(kafka, sizes, results)
             if "snapshots" in scenarios:
                 restart(kafka, sizes, results, topic or replay_topic(kafka, sizes))
             if "latency" in scenarios:
-                latency(kafka, sizes, results)
+                latency(kafka, sizes, results, new_topic)
             if "formats" in scenarios:
                 decode_formats(sizes, results)
             if "derived" in scenarios:

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 from confluent_kafka import Producer
 
-from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
+from bench.latency import LIVE_SCHEMA, ClientProcess, LiveProducer
 from bench.service import ServedLivetables
 from connectors.base import DecodedBatch
 from service.config import parse_config, resolve_config
@@ -220,9 +220,9 @@ def replicated_viewers(kafka: LocalKafka, sizes: Sizes, results: Results, new_to
         },
         "summary": {"from": "t", "view": SUMMARY_VIEW},
     }
-    for audience in sizes.audiences:
+    for audience in sizes.derived_audiences:
         _progress(
-            f"scenario 7: {audience} replicated viewers of a {GROUPS}-row derived table, "
+            f"scenario 9: {audience} replicated viewers of a {GROUPS}-row derived table, "
             f"{sizes.live_rate:,} records/s into a {sizes.derived_source:,}-row source"
         )
         with ServedLivetables(
@@ -231,17 +231,16 @@ def replicated_viewers(kafka: LocalKafka, sizes: Sizes, results: Results, new_to
             served.wait_ready(600)
             url = served.url.replace("http", "ws")
             with (
-                Clients(url, "summary", audience, own_view=False) as clients,
+                ClientProcess(url, "summary", audience, own_view=False) as clients,
                 LiveProducer(kafka.bootstrap, topic, sizes.live_rate, group_value),
             ):
                 time.sleep(min(2.0, sizes.latency_seconds))
-                clients.recording = True
+                clients.record()
                 cpu_before, started = served.cpu_seconds(), time.perf_counter()
                 time.sleep(sizes.latency_seconds)
                 elapsed = time.perf_counter() - started
                 cpu = (served.cpu_seconds() - cpu_before) / elapsed
-                clients.recording = False
-                stats = clients.percentiles()
+                stats = clients.results()
                 rss = served.rss_bytes()
             # Read once the clients are gone: a loaded service may answer /metrics slowly.
             update_ms = 1000 * _histogram_mean(served, "livetables_update_duration_seconds", "t")

@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.latency import LIVE_SCHEMA, Clients, LiveProducer
+from bench.latency import LIVE_SCHEMA, ClientProcess, LiveProducer
 from bench.service import ServedLivetables
 
 PROBE_LIMIT = 1000
@@ -85,17 +85,16 @@ def _metrics(served: ServedLivetables) -> str:
 def _live_window(served: ServedLivetables, live_topic: str, bootstrap: str, sizes) -> dict:
     url = served.url.replace("http", "ws")
     with (
-        Clients(url, "probe", 5, own_view=False) as clients,
+        ClientProcess(url, "probe", 5, own_view=False) as clients,
         LiveProducer(bootstrap, live_topic, sizes.live_rate),
         HealthProbe(served.url) as probe,
     ):
         time.sleep(min(2.0, sizes.latency_seconds))  # warm-up: not measured
         before = _metrics(served)
-        clients.recording = True
+        clients.record()
         time.sleep(sizes.latency_seconds * 1.5)
-        clients.recording = False
+        stats = clients.results()
         after = _metrics(served)
-        stats = clients.percentiles()
     count = "livetables_snapshot_duration_seconds_count"
     total = "livetables_snapshot_duration_seconds_sum"
     written = _metric(after, count, table="big") - _metric(before, count, table="big")

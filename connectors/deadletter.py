@@ -36,7 +36,6 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -81,10 +80,10 @@ def split_oversized(
 
     A record's size is its value's, plus its key's when ``count_keys`` (a table
     that keeps keys, as its index or as columns: a huge key would be a huge row).
-    The usual batch costs one C-level pass per list: only when the longest value
+    The usual batch costs one C-level pass per column: only when the longest value
     plus the longest key could exceed the limit is each record measured.
     """
-    longest = _longest(raw.values) + (_longest(raw.keys) if count_keys else 0)
+    longest = raw.longest_value() + (raw.longest_key() if count_keys else 0)
     if longest <= max_bytes:
         return raw, []
     keys = raw.keys if count_keys else [None] * len(raw)
@@ -93,9 +92,7 @@ def split_oversized(
     what = "key and value" if count_keys else "value"
     errors = [
         DecodeError(
-            raw.topic,
-            raw.partitions[i],
-            raw.offsets[i],
+            *raw.where(i),
             DecodeReason.OVERSIZED,
             f"{what} {size} bytes, more than max_record_bytes ({max_bytes})",
         )
@@ -103,12 +100,6 @@ def split_oversized(
         if size > max_bytes
     ]
     return raw.take(keep), errors
-
-
-def _longest(items: list[bytes | None]) -> int:
-    if None in items:  # tombstones or records without a key: the slower way
-        return max((len(v) for v in items if v is not None), default=0)
-    return max(map(len, cast("list[bytes]", items)), default=0)
 
 
 Headers = list[tuple[str, bytes]]

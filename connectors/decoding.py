@@ -21,13 +21,18 @@ semantics on top, in whole-array operations:
 
 from __future__ import annotations
 
-from typing import cast
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import DecodedBatch, DecodeError, DecodeReason, Locator, RawBatch
+from connectors.base import (
+    UNREADABLE_HEADERS,
+    DecodedBatch,
+    DecodeError,
+    DecodeReason,
+    Locator,
+    RawBatch,
+)
 from connectors.decoders import make_decoder
 from connectors.decoders.columns import (
     TIMESTAMP_MS,
@@ -73,8 +78,7 @@ def _locator(raw: RawBatch, mapping: np.ndarray | None) -> Locator:
     """Where the i-th decoded value came from; computed only for bad records."""
 
     def locate(i: int) -> tuple[str, int, int]:
-        j = int(mapping[i]) if mapping is not None else i
-        return raw.topic, raw.partitions[j], raw.offsets[j]
+        return raw.where(int(mapping[i]) if mapping is not None else i)
 
     return locate
 
@@ -101,14 +105,19 @@ class BatchDecoder:
         n = len(raw)
         if n == 0:
             return DecodedBatch(rows=None)
-        if None in raw.values:
-            null_mask = np.fromiter((v is None for v in raw.values), dtype=bool, count=n)
+        null_mask = raw.tombstones()
+        reads_arrow = self.values.reads_arrow
+        if null_mask is not None:
             present = np.flatnonzero(~null_mask)
             tombstones = np.flatnonzero(null_mask)
-            values = [v for v in raw.values if v is not None]
+            if reads_arrow:
+                values = raw.value_array.filter(pa.array(~null_mask))
+            else:
+                all_values = raw.values
+                values = [all_values[i] for i in present.tolist()]
         else:
             present, tombstones = None, np.empty(0, np.int64)
-            values = cast("list[bytes]", raw.values)  # no tombstone in it
+            values = raw.value_array if reads_arrow else raw.values
         rows, row_positions, errors = self.values.decode_values(values, _locator(raw, present))
         if present is not None:
             row_positions = present[row_positions]
@@ -155,27 +164,34 @@ class BatchDecoder:
         """
         n = len(raw)
         slot = np.full(n, -1, dtype=np.int64)
-        present = np.fromiter((k is not None for k in raw.keys), dtype=bool, count=n)
+        key_array = raw.key_array
+        present = np.asarray(key_array.is_valid())
         where = np.flatnonzero(present)
         key_schema = pa.schema([self.schema.field(c) for c in self.key_columns])
         if not len(where):
             return key_schema.empty_table(), slot
-        keys = [k for k in raw.keys if k is not None]
+        present_keys = key_array if len(where) == n else key_array.filter(pa.array(present))
         if self.keys is None:  # a string key into one column
-            decoded, failed = bytes_as(pa.array(keys, pa.binary()), key_schema[0].type)
+            decoded, failed = bytes_as(present_keys.cast(pa.binary()), key_schema[0].type)
             good = np.flatnonzero(~failed)
+            tombstones = raw.tombstones()
             for j in np.flatnonzero(failed).tolist():
                 slot[where[j]] = -2
-                if raw.values[where[j]] is not None:
+                if tombstones is None or not tombstones[where[j]]:
                     reason, detail = (
                         (DecodeReason.BAD_KEY, "")
-                        if is_utf8(keys[j])
+                        if is_utf8(present_keys[j].as_py())
                         else (DecodeReason.INVALID_UTF8, "key")
                     )
                     errors.append(DecodeError(*_locator(raw, None)(int(where[j])), reason, detail))
             slot[where[good]] = np.arange(len(good))
-            kept = decoded if len(good) == len(keys) else decoded.take(pa.array(good))
+            kept = decoded if len(good) == len(where) else decoded.take(pa.array(good))
             return pa.Table.from_arrays([kept], schema=key_schema), slot
+        if self.keys.reads_arrow:
+            keys = present_keys
+        else:
+            all_keys = raw.keys
+            keys = [all_keys[i] for i in where.tolist()]
         table, positions, key_errors = self.keys.decode_values(keys, _locator(raw, where))
         table, positions = _drop_invalid_utf8(
             raw, table, positions, key_errors, where=where, what="key"
@@ -268,9 +284,14 @@ class BatchDecoder:
         target = self.schema.field(column).type
         all_headers = raw.headers or [None] * len(raw)
         values = []
-        for i in positions.tolist():
+        unreadable = np.zeros(len(positions), dtype=bool)
+        for row, i in enumerate(positions.tolist()):
             found = None
-            for name, value in all_headers[i] or ():
+            headers = all_headers[i]
+            if headers is UNREADABLE_HEADERS:
+                unreadable[row] = True
+                headers = None
+            for name, value in headers or ():
                 if name == header:
                     found = value
             values.append(found)
@@ -279,7 +300,7 @@ class BatchDecoder:
             failed = failed & np.fromiter(
                 (v is not None and not is_utf8(v) for v in values), dtype=bool, count=len(values)
             )
-        return converted, failed
+        return converted, failed | unreadable
 
     def _keys_as_index(self, raw: RawBatch, positions: np.ndarray, decoded_keys) -> pa.Array:
         """The message keys at ``positions`` as index values (null where unusable)."""
@@ -290,7 +311,7 @@ class BatchDecoder:
                 return pa.nulls(len(positions), self.index_type)
             take = pa.array(np.where(slots >= 0, slots, 0), mask=slots < 0)
             return table.column(self.spec.index).take(take).combine_chunks()
-        keys = pa.array([raw.keys[i] for i in positions], pa.binary())
+        keys = raw.key_array.take(pa.array(positions, pa.int64())).cast(pa.binary())
         return bytes_as(keys, self.index_type)[0]
 
     def _fold_indexed(

@@ -33,11 +33,13 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from connectors import extract
+from connectors import extract, kafkabatch
 from connectors.backoff import Backoff
 from connectors.base import RawBatch
+from connectors.cputime import StageClock, thread_clock
 from connectors.kafkalog import LibrdkafkaLog
 from connectors.source import Partition, SourceCallbacks, StartPolicy
+from connectors.threadname import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ DEFAULT_CLIENT_PROPERTIES: dict[str, str | int | bool] = {
 MAX_BATCH = 10000
 POLL_TIMEOUT_S = 0.1
 LINGER_S = 0.005
+# librdkafka's events (statistics, errors, logs) served per loop on the native path.
+EVENTS_PER_LOOP = 100
 METADATA_REFRESH_S = 30.0
 CONNECTION_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 CALLBACK_LOG_INTERVAL_S = 10.0
@@ -93,12 +97,17 @@ class KafkaSource:
         policy: StartPolicy,
         callbacks: SourceCallbacks,
         headers: bool = False,
+        native: bool = True,
     ) -> None:
         self.name = name
         self.topics = list(topics)
         self.policy = policy
         self.callbacks = callbacks
         self.headers = headers  # carry record headers: only for tables with header columns
+        # Read batches with the native reader (connectors/kafkabatch.py) when it is available.
+        self.native = native
+        self._reader = None
+        self._clock = StageClock()  # the consumer thread's own once it runs
         self._properties = dict(properties)
         self._properties["stats_cb"] = self._on_stats
         self._properties["error_cb"] = self._on_error
@@ -144,6 +153,7 @@ class KafkaSource:
 
     def _run_guarded(self) -> None:
         """Run the consumer; after a failure, restart it with backoff until stopped."""
+        name_os_thread(self._thread.name)
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -174,21 +184,70 @@ class KafkaSource:
         consumer = Consumer(self._properties)
         self.failure = None
         self._assigned = set()
+        reader = None
+        if self.native:
+            reader = kafkabatch.open_reader(
+                consumer, str(self._properties["client.id"]), capacity=MAX_BATCH
+            )
+        self._reader = reader
+        clock = self._clock = thread_clock()
         try:
             self._assign_new_partitions(consumer, initial=True)
             next_refresh = time.monotonic() + METADATA_REFRESH_S
             while not self._stop.is_set():
-                messages = self._next_batch(consumer)
-                if messages:
-                    self._handle(messages)
+                clock.start()
+                if reader is not None:
+                    self._read_native(consumer, reader)
+                else:
+                    messages = self._next_batch(consumer)
+                    clock.lap(self.name, "consume")
+                    if messages:
+                        self._handle(messages)
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + METADATA_REFRESH_S
                     self._assign_new_partitions(consumer, initial=False)
         finally:
+            self._reader = None
             try:
+                if reader is not None:
+                    reader.close()  # before the consumer: librdkafka waits for its queues
                 consumer.close()
             except Exception as exc:  # a callback's exception re-raised at close: already gone
                 log.debug("table %s: consumer close: %r", self.name, exc)
+
+    def _read_native(self, consumer: Consumer, reader) -> None:
+        """One native read: the partitions' messages as columns, EOFs and errors as events.
+
+        The partitions' fetch queues are routed to the reader, so the consumer's
+        own queue holds librdkafka's events only; serving it here runs the
+        statistics, error and log callbacks as ``consume()`` would.
+        """
+        served = consumer.consume(EVENTS_PER_LOOP, 0)
+        if served:  # errors, or messages of a partition not routed (none is expected)
+            self._handle(served)
+        columns = reader.read(
+            MAX_BATCH,
+            int(POLL_TIMEOUT_S * 1000),
+            int(LINGER_S * 1000),
+            keys=True,
+            timestamps=True,
+            headers=self.headers,
+        )
+        self._clock.lap(self.name, "consume")
+        if columns is None:
+            return
+        positions: dict[Partition, int] = {}
+        for topic, partition, offset, code, reason in columns["events"]:
+            if code == KafkaError._PARTITION_EOF:
+                positions[(topic, partition)] = offset
+            else:
+                self._on_error(KafkaError(code, reason))
+        if columns["count"]:
+            self._set_connected(True)
+            batches = extract.columnar_batches(columns)
+            self._hand_over(batches, positions)
+        elif positions:
+            self._hand_over([], positions)
 
     def _next_batch(self, consumer: Consumer) -> list:
         """What is already fetched, up to MAX_BATCH; else wait for the next message only.
@@ -222,16 +281,34 @@ class KafkaSource:
                     self._on_error(error)
         if good:
             self._set_connected(True)
-            for raw in extract.raw_batches(self.topics, good, self.headers):
-                batch_positions = extract.next_offsets(raw)
-                for tp, offset in positions.items():
-                    if tp[0] == raw.topic and offset > batch_positions.get(tp, -1):
-                        batch_positions[tp] = offset
-                self.callbacks.on_batch(raw, batch_positions)
-                self._resume.update(batch_positions)
-        elif positions:
+        batches = extract.raw_batches(self.topics, good, self.headers) if good else []
+        if batches or positions:
+            self._hand_over(batches, positions)
+
+    def _hand_over(self, batches: list[RawBatch], positions: dict[Partition, int]) -> None:
+        """Each batch with the next offset of its partitions, EOF positions folded in.
+
+        What the owner's ``on_batch`` does (decoding, queueing) is timed by the owner;
+        the time up to it is this stage's, ``extract``.
+        """
+        clock = self._clock
+        if not batches:
+            clock.lap(self.name, "extract")
             self.callbacks.on_batch(RawBatch(self.topics[0], [], [], [], [], []), positions)
             self._resume.update(positions)
+            return
+        for raw in batches:
+            batch_positions = extract.next_offsets(raw)
+            for tp, offset in positions.items():
+                if tp[0] == raw.topic and offset > batch_positions.get(tp, -1):
+                    batch_positions[tp] = offset
+            clock.lap(self.name, "extract")
+            self.callbacks.on_batch(raw, batch_positions)
+            self._resume.update(batch_positions)
+        topics = {raw.topic for raw in batches}
+        elsewhere = {tp: offset for tp, offset in positions.items() if tp[0] not in topics}
+        if elsewhere:  # end of partitions of a topic with no record in this read
+            self._hand_over([], elsewhere)
 
     # -- partitions and start offsets -------------------------------------------
 
@@ -272,6 +349,10 @@ class KafkaSource:
         starts, ends = self._start_and_end_offsets(consumer, new, initial and not self._resume)
         resumed = {tp: self._resume[tp] for tp in new if tp in self._resume}
         starts.update(resumed)
+        if self._reader is not None:
+            # Routed before they are assigned, so no message of theirs lands elsewhere.
+            for topic, partition in new:
+                self._reader.route(topic, partition)
         consumer.incremental_assign([KafkaTopicPartition(t, p, starts[(t, p)]) for t, p in new])
         self._assigned.update(new)
         for tp in new:

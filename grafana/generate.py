@@ -824,6 +824,40 @@ def process() -> tuple[str, list[dict[str, Any]]]:
                 w=6,
             ),
             timeseries(
+                "Ingest CPU by stage",
+                "CPU time per second the ingest threads spend, by stage (100 % = one core): "
+                "consume (reading from librdkafka), extract, decode, apply (Perspective's "
+                "update), replicate, bookkeeping. Apply near one core means the table's "
+                "update() is the ceiling; decode or consume high means the records cost more "
+                "to read than to apply.",
+                "percentunit",
+                targets(
+                    (
+                        f"sum by (stage) (rate(livetables_stage_cpu_seconds_total{T}[{RATE}]))",
+                        "{{stage}}",
+                    )
+                ),
+                w=12,
+                stack=True,
+            ),
+            timeseries(
+                "CPU per record by stage",
+                "Ingest CPU per consumed record, by stage, over the selected tables. A stage "
+                "that grows at a steady rate points at what changed: larger records, a new "
+                "column, a slower format.",
+                "s",
+                targets(
+                    (
+                        f"sum by (stage) (rate(livetables_stage_cpu_seconds_total{T}[{RATE}]))"
+                        f" / ignoring (stage) group_left"
+                        f" sum(rate(livetables_records_consumed_total{T}[{RATE}]))",
+                        "{{stage}}",
+                    )
+                ),
+                w=12,
+                stack=True,
+            ),
+            timeseries(
                 "Open file descriptors",
                 "Open file descriptors per instance (sockets included) against the limit.",
                 "short",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages livetables needs, when missing.
 #   (always)  Java 17+ and Maven: the local Kafka broker's jars are fetched with Maven;
-#             Node.js/npm: the Perspective browser packages are installed with npm.
+#             Node.js/npm: the Perspective browser packages are installed with npm;
+#             a C compiler and the Python headers: the install compiles the native Kafka
+#             batch reader (connectors/_kafkabatch.c).
 #   --test    also Chromium (browser tests), Prometheus with promtool (the metrics lint,
 #             the dashboard's query tests and the alert rules' tests), and podman, runc and
 #             debootstrap (the container image is built and run from a locally made base).
@@ -12,6 +14,9 @@ need=()
 if ! command -v java >/dev/null 2>&1; then need+=(openjdk-17-jre-headless); fi
 if ! command -v mvn >/dev/null 2>&1; then need+=(maven); fi
 if ! command -v npm >/dev/null 2>&1; then need+=(npm); fi
+if ! command -v cc >/dev/null 2>&1; then need+=(gcc libc6-dev); fi
+python_headers="$(${PYTHON:-python3} -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)"
+if [ -n "$python_headers" ] && [ ! -f "$python_headers/Python.h" ]; then need+=(python3-dev); fi
 if [ "${1:-}" = "--test" ]; then
   if [ ! -x /usr/bin/chromium ]; then need+=(chromium); fi
   if ! command -v prometheus >/dev/null 2>&1; then need+=(prometheus); fi

@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
+from connectors.threadname import name_os_thread
+
 log = logging.getLogger(__name__)
 
 Task = Callable[[], None]
@@ -44,7 +46,12 @@ class EngineWorkers:
     """A small pool of threads for engine calls made on behalf of clients."""
 
     def __init__(self, threads: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="engine")
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="engine",
+            initializer=name_os_thread,
+            initargs=("engine",),
+        )
         self._outstanding = 0
         self._idle = threading.Condition()
         self._closed = False

@@ -28,8 +28,10 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+from connectors import cputime
 
 # Kafka record timestamp to applied: 1 ms (same host, idle) to 60 s (catching up).
 LATENCY_BUCKETS = (
@@ -159,6 +161,40 @@ class BulkHistogram(Collector):
 
 def _bound(value: float) -> str:
     return repr(float(value))
+
+
+STAGES = ("consume", "extract", "decode", "apply", "replicate", "bookkeeping")
+
+
+class StageCpuCollector(Collector):
+    """CPU seconds spent per table and stage of the ingest path (``connectors/cputime.py``).
+
+    Read from every thread's stage clock at scrape time: the ingest threads never
+    touch a Prometheus object for it.
+    """
+
+    name = "livetables_stage_cpu_seconds"
+
+    def __init__(self) -> None:
+        self.tables: list[str] = []
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        return [CounterMetricFamily(self.name, self._doc, labels=["table", "stage"])]
+
+    _doc = (
+        "CPU seconds the ingest threads spent on a table, by stage: consume (reading from "
+        "librdkafka), extract (messages to columns), decode (bytes to Arrow rows), apply (the "
+        "Perspective update), replicate (feeding /replicate subscribers), bookkeeping "
+        "(metrics, queues, progress, bad-record reports)."
+    )
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self._doc, labels=["table", "stage"])
+        measured = cputime.totals()
+        for table in self.tables:
+            for stage in STAGES:
+                family.add_metric([table, stage], measured.get((table, stage), 0.0))
+        yield family
 
 
 class Metrics:
@@ -394,6 +430,8 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.stage_cpu = StageCpuCollector()
+        r.register(self.stage_cpu)
         # The process itself: resident memory (the tables live in it), CPU, file descriptors.
         ProcessCollector(registry=r)
 
@@ -408,6 +446,8 @@ class Metrics:
         self.batch_rows.labels(table)
         self.table_rows.labels(table).set(0)
         self.table_ready.labels(table).set(0)
+        if table not in self.stage_cpu.tables:
+            self.stage_cpu.tables.append(table)
         for kind in START_KINDS:
             self.table_start.labels(table, kind).set(0)
 

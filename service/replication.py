@@ -34,13 +34,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
 import pyarrow as pa
 
 from connectors.base import DecodedBatch
+from connectors.cputime import thread_clock
+from connectors.threadname import name_os_thread
 from service.tables import TableHost
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,13 @@ SNAPSHOT = b"S"
 UPDATE = b"U"
 REMOVE = b"R"
 
-MESSAGES_PER_SECOND = 5000
-MIN_INTERVAL_S = 0.01
+MESSAGES_PER_SECOND = 10000
+MIN_INTERVAL_S = 0.002
 MAX_INTERVAL_S = 0.1
 # How long a serialised snapshot of an unchanged table is kept for the next subscribers.
 SNAPSHOT_KEEP_S = 5.0
+# With nothing published, the pacing thread still wakes this often (old snapshots go).
+IDLE_WAKEUP_S = 1.0
 
 
 class Subscriber(Protocol):
@@ -63,6 +67,24 @@ class Subscriber(Protocol):
 
     def deliver(self, frames: list[bytes]) -> None:
         """Queue frames for sending; called with the table's lock held, must not block."""
+
+
+class Fanout(Protocol):
+    """Delivers one flush to many subscribers at once (the web side's replicas).
+
+    A subscriber with a ``fanout`` attribute is fed through it, together with every
+    other subscriber of the same fanout, in one call per flush: the cost that grows
+    with the audience is then one socket write per replica, nothing else. Others get
+    ``deliver()``, one by one.
+    """
+
+    def broadcast(
+        self,
+        subscribers: list[Subscriber],
+        frames: list[bytes],
+        failed: Callable[[Subscriber], None],
+    ) -> None:
+        """Queue ``frames`` for every subscriber, never blocking; ``failed(s)`` drops ``s``."""
 
 
 def arrow_ipc(rows: pa.Table) -> bytes:
@@ -91,6 +113,7 @@ class Replicator:
         self._snapshots: dict[str, tuple[bytes, float]] = {}  # frame, when taken
         self.snapshots_taken = 0
         self._stop = threading.Event()
+        self._published = threading.Event()  # a batch waits for its replicas
         self._thread = threading.Thread(target=self._pace, name="replicator", daemon=True)
 
     def start(self) -> None:
@@ -98,11 +121,26 @@ class Replicator:
 
     def stop(self) -> None:
         self._stop.set()
+        self._published.set()
         if self._thread.is_alive():
             self._thread.join(5)
 
     def _pace(self) -> None:
-        while not self._stop.wait(self.interval()):
+        """Flush as soon as a batch is published, but at most once per ``interval()``.
+
+        A batch applied after a quiet spell goes out at once (no timer tick to wait
+        for); under a steady stream, flushes come one interval apart and each carries
+        every batch applied since the last.
+        """
+        name_os_thread("replicator")
+        last_flush = 0.0
+        while not self._stop.is_set():
+            self._published.wait(IDLE_WAKEUP_S)
+            self._published.clear()
+            wait = last_flush + self.interval() - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            last_flush = time.monotonic()
             try:
                 self.flush()
                 self._forget_old_snapshots()
@@ -179,12 +217,16 @@ class Replicator:
         """Queue a batch just applied to table ``name`` for its replicas (inside ``applying``)."""
         if self._subscribers.get(name):
             self._pending[name].append(batch)
+            self._published.set()
 
     def flush(self) -> None:
         """Send every table's pending batches to its subscribers."""
+        clock = thread_clock()
+        clock.start()
         for name in self._pending:
             with self._locks[name]:
                 self._flush_table(name)
+            clock.lap(name, "replicate")
 
     def _flush_table(self, name: str) -> None:
         pending, self._pending[name] = self._pending[name], []
@@ -192,14 +234,30 @@ class Replicator:
         if not pending or not subscribers:
             return
         frames = _frames(pending)
+
+        def failed(subscriber: Subscriber) -> None:
+            # Its replica has missed these frames and cannot be trusted: it is dropped,
+            # and every other subscriber still gets them.
+            self.unsubscribe(name, subscriber)
+            log.exception("table %s: a replica could not be fed; unsubscribed it", name)
+
+        fanouts: dict[int, tuple[Fanout, list[Subscriber]]] = {}
         for subscriber in subscribers:
+            fanout = getattr(subscriber, "fanout", None)
+            if fanout is not None:
+                fanouts.setdefault(id(fanout), (fanout, []))[1].append(subscriber)
+                continue
             try:
                 subscriber.deliver(frames)
             except Exception:
-                # Its replica has missed these frames and cannot be trusted: it is dropped,
-                # and every other subscriber still gets them.
-                self.unsubscribe(name, subscriber)
-                log.exception("table %s: a replica could not be fed; unsubscribed it", name)
+                failed(subscriber)
+        for fanout, members in fanouts.values():
+            try:
+                fanout.broadcast(members, frames, failed)
+            except Exception:
+                log.exception("table %s: a broadcast to %d replicas failed", name, len(members))
+                for member in members:
+                    self.unsubscribe(name, member)
 
 
 def _frames(batches: list[DecodedBatch]) -> list[bytes]:

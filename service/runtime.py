@@ -15,6 +15,7 @@ from typing import Any
 
 from service import __version__
 from service.config import LivetablesConfig, resolve_config
+from service.gcpause import settle_after_start
 from service.ingest import Ingestor
 from service.metrics import Metrics
 from service.replication import Replicator
@@ -103,6 +104,7 @@ async def serve_until_signalled(service: Service, host: str | None, port: int | 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await service.start(host, port)
+    settle_after_start()
     print(f"livetables: serving {service.url}", flush=True)
     await stop.wait()
     log.info("signal received: stopping")

@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 ENGINE_POOL_THREADS = 64
 
 # Rolling-window tables slow down superlinearly with the batch size once full,
-# so their updates are applied in slices of at most this many rows.
-LIMIT_TABLE_SLICE = 4096
+# so their updates are applied in slices of at most this many rows. Measured on a
+# full 100k-row window (perspective-python 4.3.0, 5 columns): ~2.1-2.4 us per row in
+# slices of 1-2k rows, 3.3 us at 4k, 4.7 us at 8k, 16 us at 100k.
+LIMIT_TABLE_SLICE = 2048
 
 
 class TableHost:

@@ -25,7 +25,7 @@ string or number).
 
 from __future__ import annotations
 
-import io
+from types import ModuleType
 
 import numpy as np
 import orjson
@@ -37,15 +37,29 @@ from connectors.base import DecodeError, Decoder, DecodeReason, Locator
 from connectors.decoders.columns import epoch_to_timestamp_ms, is_utf8
 from connectors.halves import split_until_isolated
 
-_OPEN = b'{"v":'
-_SEPARATOR = b'}\n{"v":'
-_CLOSE = b"}"
+_jsonrows: ModuleType | None
+try:  # the fast path for flat objects of scalar columns (connectors/decoders/_jsonrows.c)
+    from connectors.decoders import _jsonrows
+except ImportError:  # not compiled: every batch goes through pyarrow's reader
+    _jsonrows = None
+
+_OPEN = pa.scalar(b'{"v":', pa.large_binary())
+_CLOSE = pa.scalar(b"}\n", pa.large_binary())
+_NOTHING = pa.scalar(b"", pa.large_binary())
+# One block for the whole batch, parsed on the calling thread: a batch is one parse,
+# and its CPU time is the consumer thread's (where the benchmark accounts for it).
+_MIN_BLOCK_BYTES = 1 << 20
+_MAX_BLOCK_BYTES = 1 << 30
+# Column types the fast path writes, and its code for each (datetime: epoch numbers only).
+_FAST_KINDS = {pa.int64(): 0, pa.float64(): 1, pa.bool_(): 2, pa.string(): 3}
+_FAST_EPOCH = 4
 # What a parse of bad records raises: the batch is split until they stand alone.
 _PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, UnicodeDecodeError)
 
 
 class JsonDecoder(Decoder):
     name = "json"
+    reads_arrow = True
 
     def __init__(self, spec, arrow_schema):
         super().__init__(spec, arrow_schema)
@@ -58,8 +72,42 @@ class JsonDecoder(Decoder):
         if self._whole is not None and len(self._paths) > 1:
             raise ValueError("a column that takes the whole JSON value must be the only one")
         self._parse_options = self._make_parse_options()
+        self._fast_columns: list[tuple[bytes, int]] | None = None
+        kinds: list[int | None] = [
+            _FAST_EPOCH if f.name in self._datetime_columns else _FAST_KINDS.get(f.type)
+            for f in arrow_schema
+        ]
+        if _jsonrows is not None and self._flat and self._whole is None and None not in kinds:
+            self._fast_columns = [
+                (f.name.encode(), kind)
+                for f, kind in zip(arrow_schema, kinds, strict=True)
+                if kind is not None  # none is: checked above
+            ]
 
     # -- parsing -----------------------------------------------------------
+
+    def _fast_rows(self, values: pa.Array) -> pa.Table | None:
+        """The batch through the fast path, or None where it declines (see _jsonrows.c)."""
+        count = len(values)
+        offsets = values.buffers()[1].slice(values.offset * 8, (count + 1) * 8)
+        data = values.buffers()[2] or pa.py_buffer(b"")
+        columns = self._fast_columns
+        if _jsonrows is None or columns is None:
+            return None
+        parsed = _jsonrows.parse(count, offsets, data, columns)
+        if parsed is None:
+            return None
+        arrays = []
+        for f, (validity, column, string_offsets, nulls) in zip(
+            self.arrow_schema, parsed, strict=True
+        ):
+            buffers = [None if validity is None else pa.py_buffer(validity)]
+            if string_offsets is not None:
+                buffers.append(pa.py_buffer(string_offsets))
+            buffers.append(pa.py_buffer(column))
+            # A datetime column comes as int64 milliseconds: timestamp[ms] has that layout.
+            arrays.append(pa.Array.from_buffers(f.type, count, buffers, null_count=nulls))
+        return pa.Table.from_arrays(arrays, schema=self.arrow_schema)
 
     def _parse_type(self, f: pa.Field) -> pa.DataType:
         if f.name in self._numeric_time:
@@ -92,21 +140,29 @@ class JsonDecoder(Decoder):
             wrapped = pa.schema([pa.field("v", _struct_type(tree))])
         return pajson.ParseOptions(explicit_schema=wrapped, unexpected_field_behavior="ignore")
 
-    def _parse(self, values: list[bytes]) -> pa.StructArray:
-        """Parse values into the wrapper's struct column; raise on any problem."""
-        buffer = _OPEN + _SEPARATOR.join(values) + _CLOSE
-        if buffer.count(b"\n") != len(values) - 1 or b"\r" in buffer:
+    def _parse(self, values: pa.Array) -> pa.StructArray:
+        """Parse values into the wrapper's struct column; raise on any problem.
+
+        Every value is framed as ``{"v":<value>}`` plus a line break in one
+        whole-array operation, and the framed bytes are parsed in one call.
+        """
+        if _has_line_breaks(values):
             # Pretty-printed JSON: a line break is whitespace to JSON (a raw one
             # inside a string is invalid anyway), but here it would shift records
             # between lines. Rare, so this per-value pass costs nothing in steady state.
-            values = [_one_line(v) for v in values]
-            buffer = _OPEN + _SEPARATOR.join(values) + _CLOSE
-        table = pajson.read_json(io.BytesIO(buffer), parse_options=self._parse_options)
+            values = pa.array([_one_line(v) for v in values.to_pylist()], pa.large_binary())
+        framed = _data(pc.binary_join_element_wise(_OPEN, values, _CLOSE, _NOTHING))
+        block = min(max(_MIN_BLOCK_BYTES, framed.size + 1), _MAX_BLOCK_BYTES)
+        table = pajson.read_json(
+            pa.BufferReader(framed),
+            parse_options=self._parse_options,
+            read_options=pajson.ReadOptions(use_threads=False, block_size=block),
+        )
         if table.num_rows != len(values):
             raise ValueError("a value held more than one JSON document")
         return table.column("v").combine_chunks()
 
-    def _parse_adapting(self, values: list[bytes]) -> pa.StructArray:
+    def _parse_adapting(self, values: pa.Array) -> pa.StructArray:
         """Parse, flipping a datetime column between string and number if the data says so."""
         try:
             return self._parse(values)
@@ -154,15 +210,21 @@ class JsonDecoder(Decoder):
             columns.append(column)
         return pa.Table.from_arrays(columns, schema=self.arrow_schema)
 
-    def _decode_segment(self, values: list[bytes]) -> tuple[pa.StructArray, pa.Table]:
+    def _decode_segment(self, values: pa.Array) -> tuple[pa.StructArray, pa.Table]:
         struct = self._parse_adapting(values)
         return struct, self._to_rows(struct)
 
     # -- the batch -----------------------------------------------------------
 
     def decode_values(
-        self, values: list[bytes], locate: Locator
+        self, values: list[bytes] | pa.Array, locate: Locator
     ) -> tuple[pa.Table, np.ndarray, list[DecodeError]]:
+        if not isinstance(values, pa.Array):
+            values = pa.array(values, pa.large_binary())
+        if self._fast_columns is not None and len(values):
+            rows = self._fast_rows(values)
+            if rows is not None:
+                return rows, np.arange(len(values), dtype=np.int64), []
         errors: list[DecodeError] = []
         pieces: list[pa.Table] = []
         positions: list[np.ndarray] = []
@@ -173,9 +235,14 @@ class JsonDecoder(Decoder):
             if struct.null_count and self._whole is None:
                 null_objects = struct.is_null()
                 for i in pc.indices_nonzero(null_objects).to_pylist():
+                    topic, partition, offset = locate(start + i)
                     errors.append(
                         DecodeError(
-                            *locate(start + i), DecodeReason.NOT_OBJECT, "JSON null, not an object"
+                            topic,
+                            partition,
+                            offset,
+                            DecodeReason.NOT_OBJECT,
+                            "JSON null, not an object",
                         )
                     )
                 keep = pc.invert(null_objects)
@@ -186,7 +253,7 @@ class JsonDecoder(Decoder):
                 positions.append(segment_positions)
 
         def isolated(i: int, _exc: Exception) -> None:
-            errors.append(self._classify(values[i], locate(i)))
+            errors.append(self._classify(values[i].as_py(), locate(i)))
 
         split_until_isolated(0, len(values), attempt, isolated, _PARSE_ERRORS)
         if not pieces:
@@ -209,7 +276,7 @@ class JsonDecoder(Decoder):
             kind = type(document).__name__
             return DecodeError(topic, partition, offset, DecodeReason.NOT_OBJECT, f"a JSON {kind}")
         try:
-            self._decode_segment([value])
+            self._decode_segment(pa.array([value], pa.large_binary()))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
             return DecodeError(
                 topic, partition, offset, DecodeReason.TYPE_MISMATCH, _describe(str(exc))
@@ -242,6 +309,26 @@ def _by_path(struct: pa.StructArray, path: tuple[str, ...]) -> pa.Array:
     for part in path:
         column = pc.struct_field(column, [column.type.get_field_index(part)])
     return column
+
+
+def _data(values: pa.Array) -> pa.Buffer:
+    """The bytes of a ``large_binary`` array's values, back to back (no copy)."""
+    offsets = np.frombuffer(
+        values.buffers()[1], dtype=np.int64, count=len(values) + 1, offset=values.offset * 8
+    )
+    start, stop = int(offsets[0]), int(offsets[-1])
+    data = values.buffers()[2]
+    if data is None:
+        return pa.py_buffer(b"")
+    return data.slice(start, stop - start)
+
+
+def _has_line_breaks(values: pa.Array) -> bool:
+    """Whether any value holds a line feed or a carriage return."""
+    if not len(values):
+        return False
+    data = np.frombuffer(_data(values), dtype=np.uint8)
+    return bool(np.any(data == 10)) or bool(np.any(data == 13))
 
 
 def _one_line(value: bytes) -> bytes:

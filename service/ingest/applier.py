@@ -7,7 +7,10 @@ IOLoop. The queue is bounded: a consumer waits when the applier is behind.
 
 When the applier falls behind, the batches waiting for an append or
 rolling-window table are concatenated into one update (conflation): fewer,
-larger updates are cheaper than many small ones.
+larger updates are cheaper than many small ones (up to ~200k rows, measured).
+A rolling-window table keeps only its last ``limit`` rows, so the batches
+waiting for it are merged without that cap and cut to their last ``limit``
+rows: rows the table would evict at once are never applied, nor replicated.
 
 If anything fails on this thread (other than an update the engine refuses,
 which the writer counts), it restarts with backoff
@@ -31,7 +34,9 @@ import pyarrow as pa
 
 from connectors.backoff import Backoff
 from connectors.base import DecodedBatch
+from connectors.cputime import thread_clock
 from connectors.source import Partition
+from connectors.threadname import name_os_thread
 from service.ingest.progress import TableProgress
 from service.ingest.writer import TableWriter
 from service.metrics import Metrics
@@ -63,12 +68,14 @@ class Applier:
         progress: dict[str, TableProgress],
         metrics: Metrics,
         append_tables: frozenset[str],
+        limits: dict[str, int] | None = None,
         on_applied: AppliedHook | None = None,
     ) -> None:
         self.writer = writer
         self.progress = progress
         self.metrics = metrics
         self.append_tables = append_tables  # tables whose consecutive batches may be merged
+        self.limits = dict(limits or {})  # rolling-window tables: table -> limit
         # Told of every batch after it is applied (None: the engine refused it), with the
         # offsets it completes: how the snapshots' mirrors follow the tables.
         self.on_applied = on_applied
@@ -131,6 +138,7 @@ class Applier:
 
     def _run(self) -> None:
         """Apply batches until stopped; after a failure, restart with backoff."""
+        name_os_thread("applier")
         while True:
             started = time.monotonic()
             try:
@@ -168,6 +176,8 @@ class Applier:
             work = self._queue.get()
             if work is None:
                 return
+            clock = thread_clock()
+            clock.start()  # waiting for work is no stage's
             pending = [work]
             while len(pending) < QUEUE_BATCHES:
                 try:
@@ -179,51 +189,64 @@ class Applier:
                     break
                 pending.append(more)
             self._carry.extend(self._conflated(pending))
+            clock.lap(work.table, "bookkeeping")
 
     def _apply(self, work: Work) -> None:
         batch = work.batch
         applied = False
         if batch.row_count or batch.removal_count:
-            applied = self.writer.write(work.table, batch)
+            applied = self.writer.write(work.table, batch)  # laps apply, replicate, bookkeeping
         if self.on_applied is not None:
             self.on_applied(work.table, batch if applied else None, work.positions)
         if batch.records:
             self.metrics.batch_rows.labels(work.table).observe(batch.records)
         self.progress[work.table].on_applied(work.positions)
+        thread_clock().lap(work.table, "bookkeeping")
 
     def _conflated(self, pending: list[Work]) -> list[Work]:
         try:
-            return conflate(pending, self.append_tables)
+            return conflate(pending, self.append_tables, self.limits)
         except Exception:  # merging is an optimisation: apply them one by one instead
             log.exception("conflating %d batches failed; applying them one by one", len(pending))
             return pending
 
 
-def conflate(pending: list[Work], append_tables: frozenset[str]) -> list[Work]:
+def conflate(
+    pending: list[Work], append_tables: frozenset[str], limits: dict[str, int] | None = None
+) -> list[Work]:
     """Consecutive batches of the same append or rolling-window table merged into one."""
+    limits = limits or {}
     out: list[Work] = []
     for work in pending:
         previous = out[-1] if out else None
+        limit = limits.get(work.table)
         if (
             previous is not None
             and previous.table == work.table
             and work.table in append_tables
-            and previous.batch.row_count + work.batch.row_count <= CONFLATE_MAX_ROWS
+            and (
+                limit is not None
+                or previous.batch.row_count + work.batch.row_count <= CONFLATE_MAX_ROWS
+            )
         ):
-            out[-1] = _merge(previous, work)
+            out[-1] = _merge(previous, work, limit)
         else:
             out.append(work)
     return out
 
 
-def _merge(a: Work, b: Work) -> Work:
+def _merge(a: Work, b: Work, limit: int | None = None) -> Work:
+    """Two batches as one; with a ``limit``, only the last ``limit`` rows are kept."""
     rows = [r for r in (a.batch.rows, b.batch.rows) if r is not None]
     stamps = [s for s in (a.batch.timestamps_ms, b.batch.timestamps_ms) if s is not None]
     positions = dict(a.positions)
     for tp, offset in b.positions.items():
         positions[tp] = max(offset, positions.get(tp, -1))
+    merged_rows = pa.concat_tables(rows) if len(rows) > 1 else (rows[0] if rows else None)
+    if limit is not None and merged_rows is not None and merged_rows.num_rows > limit:
+        merged_rows = merged_rows.slice(merged_rows.num_rows - limit)
     merged = DecodedBatch(
-        rows=pa.concat_tables(rows) if len(rows) > 1 else (rows[0] if rows else None),
+        rows=merged_rows,
         records=a.batch.records + b.batch.records,
         timestamps_ms=pa.concat_arrays(stamps)
         if len(stamps) > 1

@@ -13,6 +13,7 @@ names it (:meth:`Ingestor.problems`).
 
 from __future__ import annotations
 
+from connectors.cputime import thread_clock
 from connectors.decoding import BatchDecoder
 from connectors.kafka import KafkaSource, consumer_properties
 from connectors.source import SourceCallbacks
@@ -72,7 +73,10 @@ class Ingestor:
                 self.consumer_properties,
             )
         on_applied = self._on_applied if self.snapshots is not None else None
-        self.applier = Applier(self.writer, self.fed, metrics, append_tables, on_applied)
+        limits = {n: limit for n in fed if (limit := config.tables[n].limit) is not None}
+        self.applier = Applier(
+            self.writer, self.fed, metrics, append_tables, limits, on_applied=on_applied
+        )
         self.sources = [self._source(name) for name in fed]
         self.deriver = Deriver(config, host, self.writer, metrics, dict(self.fed))
         # Every table's progress, in the configuration's order (/readyz, /api/tables).
@@ -93,6 +97,7 @@ class Ingestor:
 
         def on_batch(raw, positions) -> None:
             self.applier.hand_over(name, pipeline.process(raw), positions)
+            thread_clock().lap(name, "bookkeeping")
 
         def on_restart(_failure: BaseException) -> None:
             metrics.consumer_restarts.labels(name).inc()

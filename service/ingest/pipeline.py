@@ -25,6 +25,7 @@ import logging
 from dataclasses import replace
 
 from connectors.base import DecodedBatch, DecodeError, DecodeReason, RawBatch
+from connectors.cputime import thread_clock
 from connectors.deadletter import split_oversized
 from connectors.decoding import BatchDecoder
 from connectors.halves import split_until_isolated
@@ -70,9 +71,12 @@ class TablePipeline:
                 errors=[*oversized, *first.errors],
                 records=first.records + len(oversized),
             )
+        clock = thread_clock()
+        clock.lap(self.name, "decode")
         errors = [e for b in batches for e in b.errors]
         self.dead_letters.send(self.name, raw, errors)
         self.report.batch(self.name, len(raw), errors)
+        clock.lap(self.name, "bookkeeping")
         return batches
 
     def _decode(self, raw: RawBatch) -> list[DecodedBatch]:

@@ -19,6 +19,7 @@ import time
 import pyarrow as pa
 
 from connectors.base import DecodedBatch, DecodeReason
+from connectors.cputime import thread_clock
 from service.metrics import Metrics
 from service.replication import Replicator
 from service.retention.book import RetentionBook
@@ -49,11 +50,15 @@ class TableWriter:
         ``update_failed`` and logged, and the next batch is applied as usual.
         """
         started = time.perf_counter()
+        clock = thread_clock()
+        clock.lap(name, "bookkeeping")
         try:
             with self.replicator.applying(name):
                 batch = self.retention.prepare(name, batch)
                 self.host.apply(name, batch)
+                clock.lap(name, "apply")
                 self.replicator.publish(name, batch)
+                clock.lap(name, "replicate")
         except Exception:
             log.exception("table %s: update of %d rows failed", name, batch.row_count)
             self.metrics.decode_errors.labels(name, DecodeReason.UPDATE_FAILED).inc(batch.row_count)

@@ -135,6 +135,11 @@ class LocalKafka:
         self._child.stop(timeout)
 
     @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._child.pid
+
+    @property
     def running(self) -> bool:
         return self._child.running
 

@@ -60,6 +60,12 @@ class ChildProcess:
             command, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (the benchmark reads its CPU time)."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
     def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
         """Poll ``ready()`` until it is true; fail if the child exits or time runs out."""
         deadline = time.monotonic() + timeout

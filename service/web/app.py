@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tornado.ioloop import IOLoop
 from tornado.web import Application, RequestHandler, StaticFileHandler
 
 from service.security.access import SESSION_REASONS, AccessPolicy
@@ -17,6 +18,7 @@ from service.state import ServiceState
 from service.web.api import Healthz, MetricsEndpoint, Readyz, TablesApi
 from service.web.assets import STATIC_DIR, TEMPLATE_DIR, perspective_assets_dir
 from service.web.errors import NotFound, SafeErrors
+from service.web.fanout import ReplicaFanout
 from service.web.pages import DashboardPage, IndexPage, TablePage
 from service.web.websocket import PerspectiveWebSocket, ReplicateWebSocket
 
@@ -100,6 +102,7 @@ def make_app(state: ServiceState, sessions: set[Any]) -> Application:
                 "tables": state.config.tables,
                 "workers": state.host.workers,
                 "max_snapshot_bytes": server.max_snapshot_bytes,
+                "fanout": ReplicaFanout(IOLoop.current(), state.metrics),
                 **socket_options,
             },
         ),

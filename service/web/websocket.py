@@ -19,6 +19,8 @@ import threading
 from typing import Any
 
 import perspective
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
 from service.config import TableConfig
 from service.engine import EngineWorkers, SerialQueue
@@ -27,7 +29,8 @@ from service.security.cost import TableFacts
 from service.security.guard import GuardPolicy, SessionGuard, Verdict
 from service.security.ratelimit import TokenBucket
 from service.security.refusals import ENGINE_ERROR, RATE_LIMITED, TOO_MANY_PENDING
-from service.web.outgoing import BoundedWebSocket
+from service.web.fanout import ReplicaFanout
+from service.web.outgoing import BoundedWebSocket, shareable_stream, write_now
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +171,11 @@ class ReplicateWebSocket(BoundedWebSocket):
         tables: dict[str, TableConfig],
         workers: EngineWorkers,
         max_snapshot_bytes: int,
+        fanout: ReplicaFanout,
         **kwargs: Any,
     ) -> None:
         super().initialize(**kwargs)
+        self.fanout = fanout  # how the replicator feeds this replica (with all the others)
         self.replicator = replicator
         self.tables = tables
         self.workers = workers
@@ -231,6 +236,46 @@ class ReplicateWebSocket(BoundedWebSocket):
     def deliver(self, frames: list[bytes]) -> None:
         if frames:
             self.queue_from_any_thread(frames)
+
+    def send_shared(self, wire: bytes, frames: list[bytes]) -> bool:
+        """On the IOLoop: queue a flush's pre-framed bytes (``ReplicaFanout``); False if not sent.
+
+        Written straight to the socket when nothing of this replica's is queued
+        (``write_now``); what the socket does not take is queued under the same cap as
+        every other message: past it the replica is disconnected as slow.
+        """
+        if self.ws_connection is None or self.ws_connection.is_closing() or self._overflowed:
+            return False
+        try:
+            stream = shareable_stream(self)
+        except WebSocketClosedError:
+            return False
+        rest: bytes | memoryview = wire
+        if stream is not None:
+            # The usual case: the replica keeps up, the socket takes it all, nothing queued.
+            written = write_now(stream, wire)
+            if written == len(wire):
+                return True
+            rest = memoryview(wire)[written:]
+        size = len(rest)
+        with self._queued_lock:
+            if self._overflowed:
+                return False
+            if self._queued_bytes + size > self.max_buffer_bytes + self._allowance:
+                self._overflowed = True
+                self._disconnect_slow()
+                return False
+            self._queued_bytes += size
+        try:
+            if stream is None:  # its own framing: message by message, the usual way
+                self._write_all(frames, size)
+                return True
+            future = stream.write(rest)
+        except (WebSocketClosedError, StreamClosedError):
+            self._release(size)
+            return False
+        future.add_done_callback(lambda _future: self._release(size))
+        return True
 
     def on_message(self, message: str | bytes) -> None:
         # Replicas only listen; anything they send is ignored and counted.

@@ -76,17 +76,21 @@ def test_a_decoder_that_raises_loses_only_the_record_it_raises_on(
 def test_a_consumer_that_keeps_failing_is_reported_restarted_and_resumes_exactly_once(
     kafka, topic_name, run_service, monkeypatch
 ):
-    """connectors.extract.raw_batch (the step between consume() and the hand-over) is made to
-    raise while armed: the consumer fails after fetching records it has not handed over."""
+    """The extract step (between the read and the hand-over: connectors.extract.raw_batch on
+    the portable path, columnar_batches on the native one) is made to raise while armed: the
+    consumer fails after fetching records it has not handed over."""
     armed = threading.Event()
-    original = extract.raw_batch
 
-    def failing(topic, messages, headers=False):
-        if armed.is_set():
-            raise RuntimeError("injected consumer failure")
-        return original(topic, messages, headers)
+    def failing(original):
+        def extract_or_fail(*args, **kwargs):
+            if armed.is_set():
+                raise RuntimeError("injected consumer failure")
+            return original(*args, **kwargs)
 
-    monkeypatch.setattr(extract, "raw_batch", failing)
+        return extract_or_fail
+
+    monkeypatch.setattr(extract, "raw_batch", failing(extract.raw_batch))
+    monkeypatch.setattr(extract, "columnar_batches", failing(extract.columnar_batches))
     kafka.create_topic(topic_name, partitions=2)
     produce(kafka.bootstrap, topic_name, _records(0, 500))
     service = run_service(

@@ -4,7 +4,10 @@ restarts back off; librdkafka's offset resets are logged."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+import pytest
 
 from connectors.backoff import Backoff
 from connectors.base import RawBatch
@@ -12,32 +15,47 @@ from connectors.deadletter import FRAMING_ALLOWANCE, fit_copy, headers_size, spl
 from connectors.kafkalog import LibrdkafkaLog
 
 
-def _batch(values: list[bytes | None]) -> RawBatch:
+def _batch(
+    values: list[bytes | None], keys: list[bytes | None] | None = None, arrow: bool = False
+) -> RawBatch:
+    """A batch as the Python consumer path builds it (lists), or as the native reader does."""
     n = len(values)
+    keys = keys if keys is not None else [f"k{i}".encode() for i in range(n)]
+    if arrow:
+        return RawBatch(
+            "t",
+            pa.array(values, pa.large_binary()),
+            pa.array(keys, pa.large_binary()),
+            np.array([1000 + i for i in range(n)], dtype=np.int64),
+            np.array([i % 2 for i in range(n)], dtype=np.int32),
+            np.arange(100, 100 + n, dtype=np.int64),
+        )
     return RawBatch(
         topic="t",
         values=values,
-        keys=[f"k{i}".encode() for i in range(n)],
+        keys=keys,
         timestamps_ms=[1000 + i for i in range(n)],
         partitions=[i % 2 for i in range(n)],
         offsets=list(range(100, 100 + n)),
     )
 
 
-def test_a_batch_within_the_limit_is_passed_through_untouched():
-    raw = _batch([b"a" * 10, None, b"b" * 20])
+@pytest.mark.parametrize("arrow", [False, True], ids=["lists", "arrow"])
+def test_a_batch_within_the_limit_is_passed_through_untouched(arrow):
+    raw = _batch([b"a" * 10, None, b"b" * 20], arrow=arrow)
     kept, errors = split_oversized(raw, 20)
     assert kept is raw and errors == []
 
 
-def test_oversized_values_become_errors_and_every_column_stays_aligned():
-    raw = _batch([b"a" * 10, b"x" * 50, None, b"b" * 20, b"y" * 21])
+@pytest.mark.parametrize("arrow", [False, True], ids=["lists", "arrow"])
+def test_oversized_values_become_errors_and_every_column_stays_aligned(arrow):
+    raw = _batch([b"a" * 10, b"x" * 50, None, b"b" * 20, b"y" * 21], arrow=arrow)
     kept, errors = split_oversized(raw, 20)
     assert kept.values == [b"a" * 10, None, b"b" * 20]
     assert kept.keys == [b"k0", b"k2", b"k3"]
-    assert kept.offsets == [100, 102, 103]
-    assert kept.partitions == [0, 0, 1]
-    assert kept.timestamps_ms == [1000, 1002, 1003]
+    assert list(kept.offsets) == [100, 102, 103]
+    assert list(kept.partitions) == [0, 0, 1]
+    assert list(kept.timestamps_ms) == [1000, 1002, 1003]
     assert [(e.partition, e.offset, e.reason) for e in errors] == [
         (1, 101, "oversized"),
         (0, 104, "oversized"),
@@ -45,8 +63,9 @@ def test_oversized_values_become_errors_and_every_column_stays_aligned():
     assert "50 bytes" in errors[0].detail
 
 
-def test_keys_count_towards_the_size_of_tables_that_keep_them():
-    raw = replace(_batch([b"a" * 10, b"b" * 10, None]), keys=[b"k", b"K" * 50, b"T" * 50])
+@pytest.mark.parametrize("arrow", [False, True], ids=["lists", "arrow"])
+def test_keys_count_towards_the_size_of_tables_that_keep_them(arrow):
+    raw = _batch([b"a" * 10, b"b" * 10, None], keys=[b"k", b"K" * 50, b"T" * 50], arrow=arrow)
     assert split_oversized(raw, 20)[0] is raw  # keys not kept: only values count
     kept, errors = split_oversized(raw, 20, count_keys=True)
     assert kept.values == [b"a" * 10] and kept.keys == [b"k"]

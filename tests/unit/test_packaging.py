@@ -68,6 +68,16 @@ def test_the_wheel_carries_exactly_the_served_browser_files(wheel: Path) -> None
     assert with_pages <= files
 
 
+def test_the_wheel_carries_the_compiled_c_extensions(wheel: Path) -> None:
+    """The native Kafka reader and the JSON fast path are compiled into the wheel."""
+    files = wheel_files(wheel)
+    for module in ("connectors/_kafkabatch.", "connectors/decoders/_jsonrows."):
+        built = [name for name in files if name.startswith(module)]
+        assert any(name.endswith(".so") for name in built), module
+        # Besides the compiled module, only its type stub (no C source, no build leftovers).
+        assert all(name.endswith((".so", ".pyi")) for name in built), built
+
+
 def test_the_shipped_files_are_the_ones_the_pages_load() -> None:
     """Every module the page scripts (and embed.js) import and every stylesheet a template
     links is shipped."""

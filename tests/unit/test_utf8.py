@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from connectors.base import DecodedBatch, RawBatch
+from connectors.base import UNREADABLE_HEADERS, DecodedBatch, RawBatch
 from connectors.decoding import BatchDecoder
 from service.config import TableConfig, decode_spec
 
@@ -110,6 +110,17 @@ def test_a_header_column_that_is_not_utf8():
     headers = [[("src", b"x")], [("src", BAD)], [("other", BAD)]]
     out = decode(batch(values, headers=headers), schema={"n": "integer"}, headers={"src": "src"})
     assert_clean(out, [101])
+    assert out.rows.to_pylist() == [{"n": 0, "src": "x"}, {"n": 2, "src": None}]
+
+
+def test_headers_the_client_could_not_read_make_their_record_a_bad_one():
+    """The portable reader marks them (a header name that is not UTF-8): the record is an
+    invalid_utf8 dead letter for a table with header columns, the others are kept."""
+    values = [json.dumps({"n": i}).encode() for i in range(3)]
+    headers = [[("src", b"x")], UNREADABLE_HEADERS, None]
+    out = decode(batch(values, headers=headers), schema={"n": "integer"}, headers={"src": "src"})
+    assert_clean(out, [101])
+    assert out.errors[0].detail == "header"
     assert out.rows.to_pylist() == [{"n": 0, "src": "x"}, {"n": 2, "src": None}]
 
 
