@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from bench.__main__ import Results, Sizes
 
 # Every benchmark client connects from one address: let the largest audience in.
-AUDIENCE_LIMITS = {"max_websocket_sessions_per_address": 2000}
+AUDIENCE_LIMITS = {
+    "max_websocket_sessions_per_address": 2000,
+    "max_connections_per_address": 2000,
+}
 LOGS = Path(__file__).parent / "out"
 
 
