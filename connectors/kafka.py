@@ -27,13 +27,13 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from connectors import extract, kafkabatch
+from connectors.assignment import list_partitions, start_and_end_offsets
 from connectors.backoff import Backoff
 from connectors.base import RawBatch
 from connectors.cputime import StageClock, thread_clock
@@ -43,18 +43,6 @@ from connectors.threadname import name_os_thread
 
 log = logging.getLogger(__name__)
 
-# Tuned defaults: with librdkafka's default fetch.queue.backoff.ms (1000 ms) the consumer
-# drains its queue and then idles up to a second between fetches while a backlog waits
-# (measured: ~0.19 M msg/s by default, ~2.1 M msg/s with 1 ms, small records).
-DEFAULT_CLIENT_PROPERTIES: dict[str, str | int | bool] = {
-    "fetch.queue.backoff.ms": 1,
-    "queued.min.messages": 200000,
-    "fetch.wait.max.ms": 50,
-    "socket.keepalive.enable": True,
-    "reconnect.backoff.ms": 100,
-    "reconnect.backoff.max.ms": 5000,
-    "statistics.interval.ms": 5000,
-}
 MAX_BATCH = 10000
 POLL_TIMEOUT_S = 0.1
 LINGER_S = 0.005
@@ -63,27 +51,6 @@ EVENTS_PER_LOOP = 100
 METADATA_REFRESH_S = 30.0
 CONNECTION_ERRORS = {KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE}
 CALLBACK_LOG_INTERVAL_S = 10.0
-
-
-def consumer_properties(
-    bootstrap_servers: str, client: dict[str, object], policy: StartPolicy, name: str
-) -> dict[str, object]:
-    """The librdkafka configuration: tuned defaults, then the user's properties verbatim."""
-    properties: dict[str, object] = dict(DEFAULT_CLIENT_PROPERTIES)
-    properties.update(client)
-    properties.update(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            # Required by the client, never used: partitions are assigned, offsets never committed.
-            "group.id": f"livetables-{name}-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": policy.reset,
-            "client.id": f"livetables-{name}",
-        }
-    )
-    return properties
 
 
 class KafkaSource:
@@ -335,10 +302,11 @@ class KafkaSource:
 
     def _assign_once(self, consumer: Consumer, initial: bool) -> None:
         try:
-            found = self._partitions(consumer)
+            found = list_partitions(consumer, self.topics, self.name)
         except KafkaException:
             self._set_connected(False)
             raise
+        self._set_connected(True)
         new = sorted(set(found) - self._assigned)
         if not new:
             if initial:
@@ -346,7 +314,9 @@ class KafkaSource:
             return
         # After a restart, partitions read before resume where their hand-over stopped, and
         # any others appeared since the first assignment: they are read from the beginning.
-        starts, ends = self._start_and_end_offsets(consumer, new, initial and not self._resume)
+        starts, ends = start_and_end_offsets(
+            consumer, new, self.policy, initial and not self._resume
+        )
         resumed = {tp: self._resume[tp] for tp in new if tp in self._resume}
         starts.update(resumed)
         if self._reader is not None:
@@ -367,48 +337,6 @@ class KafkaSource:
         )
         first_starts = {tp: o for tp, o in starts.items() if o >= 0 and tp not in resumed}
         self._notify(self.callbacks.on_assigned, first_starts, ends)
-
-    def _partitions(self, consumer: Consumer) -> list[Partition]:
-        found: list[Partition] = []
-        for topic in self.topics:
-            metadata = consumer.list_topics(topic, timeout=10)
-            topic_meta = metadata.topics.get(topic)
-            if topic_meta is None or topic_meta.error is not None:
-                if topic_meta is not None and topic_meta.error.code() not in (
-                    KafkaError.UNKNOWN_TOPIC_OR_PART,
-                    KafkaError._UNKNOWN_TOPIC,
-                ):
-                    raise KafkaException(topic_meta.error)
-                log.warning("table %s: topic %s does not exist (yet)", self.name, topic)
-                continue
-            found.extend((topic, p) for p in topic_meta.partitions)
-        self._set_connected(True)
-        return found
-
-    def _start_and_end_offsets(
-        self, consumer: Consumer, partitions: list[Partition], initial: bool
-    ) -> tuple[dict[Partition, int], dict[Partition, int]]:
-        """Start offsets by policy, and the end offsets to catch up to."""
-        ends: dict[Partition, int] = {}
-        lows: dict[Partition, int] = {}
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(KafkaTopicPartition(*tp), timeout=10)
-            lows[tp], ends[tp] = low, high
-        if not initial:
-            # Partitions added while running hold only new data: read all of it.
-            return {tp: OFFSET_BEGINNING for tp in partitions}, ends
-        if self.policy.kind == "earliest":
-            return {tp: lows[tp] for tp in partitions}, ends
-        if self.policy.kind == "latest":
-            return {tp: ends[tp] for tp in partitions}, ends
-        assert self.policy.window is not None
-        since_ms = int((time.time() - self.policy.window.total_seconds()) * 1000)
-        wanted = [KafkaTopicPartition(t, p, since_ms) for t, p in partitions]
-        starts: dict[Partition, int] = {}
-        for found in consumer.offsets_for_times(wanted, timeout=10):
-            tp = (found.topic, found.partition)
-            starts[tp] = found.offset if found.offset >= 0 else ends[tp]
-        return starts, ends
 
     # -- librdkafka callbacks ---------------------------------------------------
 

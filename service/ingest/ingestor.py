@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from connectors.cputime import thread_clock
 from connectors.decoding import BatchDecoder
-from connectors.kafka import KafkaSource, consumer_properties
+from connectors.kafka import KafkaSource
+from connectors.properties import consumer_properties
 from connectors.source import SourceCallbacks
 from service.config import LivetablesConfig, decode_spec
 from service.derived.deriver import Deriver, Progress

@@ -16,7 +16,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from connectors import kafkabatch
-from connectors.kafka import KafkaSource, consumer_properties
+from connectors.kafka import KafkaSource
+from connectors.properties import consumer_properties
 from connectors.source import SourceCallbacks, StartPolicy
 from tests.helpers import wait_until
 
