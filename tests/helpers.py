@@ -11,7 +11,8 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from service.config import parse_config
 from service.runtime import Service
@@ -144,3 +145,24 @@ class ServiceThread:
         """The current value of one sample of the service's metrics (0 if absent)."""
         value = self.service.metrics.registry.get_sample_value(name, labels)
         return value or 0.0
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list:
+    """Up to ``expected`` messages of partition 0 of ``topic`` from the start (a dead-letter
+    topic, typically), polling until they are there or ``timeout`` runs out."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "tests-read-topic",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([KafkaTopicPartition(topic, 0, 0)])
+    found = []
+    deadline = time.monotonic() + timeout
+    while len(found) < expected and time.monotonic() < deadline:
+        message = consumer.poll(0.2)
+        if message is not None and not message.error():
+            found.append(message)
+    consumer.close()
+    return found

@@ -3,12 +3,7 @@ stop a table; what could be copied is on the dead-letter topic, what could not i
 
 from __future__ import annotations
 
-import time
-
-from confluent_kafka import Consumer
-from confluent_kafka import TopicPartition as KafkaTopicPartition
-
-from tests.helpers import json_bytes, produce, wait_until
+from tests.helpers import json_bytes, produce, read_topic, wait_until
 
 SCHEMA = {"id": "string", "n": "integer"}
 HUGE = 50_000_000  # bytes: far above max_record_bytes and the dead-letter producer's limit
@@ -35,25 +30,6 @@ def _produce_huge(bootstrap: str, topic: str, key: bytes, size: int) -> bytes:
     producer.produce(topic, key=key, value=value)
     assert producer.flush(60) == 0
     return value
-
-
-def _dead_letters(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "dead-letter-check",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([KafkaTopicPartition(topic, 0, 0)])
-    found = []
-    deadline = time.monotonic() + 30
-    while len(found) < expected and time.monotonic() < deadline:
-        message = consumer.poll(0.2)
-        if message is not None and not message.error():
-            found.append(message)
-    consumer.close()
-    return found
 
 
 def test_a_50_mb_record_is_refused_copied_truncated_and_the_table_keeps_ingesting(
@@ -86,7 +62,7 @@ def test_a_50_mb_record_is_refused_copied_truncated_and_the_table_keeps_ingestin
     assert service.get("/healthz")[0] == 200
     assert sorted(service.columns("orders")["n"]) == list(range(201))
 
-    [copy] = _dead_letters(kafka.bootstrap, dead, 1)
+    [copy] = read_topic(kafka.bootstrap, dead, 1)
     headers = dict(copy.headers())
     assert copy.key() == b"huge"
     assert headers["livetables-error-reason"] == b"oversized"

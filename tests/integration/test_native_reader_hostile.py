@@ -11,13 +11,9 @@ and offset, the consumer must never restart, and ``/healthz`` must answer 200 th
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from confluent_kafka import Consumer
-from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from tests.helpers import json_bytes, wait_until
+from tests.helpers import json_bytes, read_topic, wait_until
 from tests.raw_producer import produce_raw
 
 pytestmark = pytest.mark.kafka
@@ -57,21 +53,6 @@ HOSTILE: list[tuple[bytes, list[tuple[bytes, bytes | None]], str | None]] = [
     (_good(1015), [(b"x-source", b"\xff\xfe")], "invalid_utf8"),
     (_good(1016, id="\u0000 escaped nul and \ud83d\ude00"), [], None),
 ]
-
-
-def _dead_letters(bootstrap: str, topic: str, expected: int) -> list:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "hostile-check", "enable.auto.commit": False}
-    )
-    consumer.assign([KafkaTopicPartition(topic, 0, 0)])
-    found = []
-    deadline = time.monotonic() + 30
-    while len(found) < expected and time.monotonic() < deadline:
-        message = consumer.poll(0.2)
-        if message is not None and not message.error():
-            found.append(message)
-    consumer.close()
-    return found
 
 
 def test_hostile_records_become_dead_letters_and_the_table_keeps_ingesting(
@@ -119,7 +100,7 @@ def test_hostile_records_become_dead_letters_and_the_table_keeps_ingesting(
     sources = dict(zip(columns["n"], columns["source"], strict=True))
     assert sources[1014] == "feed-a"  # the header after the one whose name is not UTF-8
 
-    copies = _dead_letters(kafka.bootstrap, dead, len(refused))
+    copies = read_topic(kafka.bootstrap, dead, len(refused))
     found = {}
     for copy in copies:
         headers = dict(copy.headers())
