@@ -15,6 +15,8 @@ import uuid
 import orjson
 from confluent_kafka import Producer
 
+from connectors.kafkalog import LibrdkafkaLog
+
 SYMBOLS = {
     "AAPL": 228.0,
     "MSFT": 415.0,
@@ -105,7 +107,13 @@ class DemoProducer:
         seed: int | None = None,
     ) -> None:
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4"}
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                # Its librdkafka lines (a broker going away at shutdown) go to the log, not stderr.
+                "logger": LibrdkafkaLog("", "", client="demo producer"),
+            }
         )
         self.market = MarketSimulator(seed)
         self.trades_per_second = trades_per_second
