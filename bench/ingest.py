@@ -29,7 +29,24 @@ NewTopic = Callable[[LocalKafka, str], str]
 
 
 def rate(outcome: dict) -> float:
+    """Records/s of an outcome: the rate it measured itself (a peer), else records / seconds."""
+    if "rate" in outcome:
+        return outcome["rate"]
     return outcome["records"] / outcome["seconds"] if outcome["seconds"] else float("nan")
+
+
+def _ours(results: Results, name: str, records: int, ours: dict) -> None:
+    """The row of livetables' own run of a scenario."""
+    results.add(f"{name}: livetables", records=records, seconds=ours["seconds"], rate=ours["rate"])
+
+
+def _compared(results: Results, label: str, ours: dict, other: dict) -> float:
+    """A side-by-side row (a baseline or a peer) with livetables' rate over its own; the ratio."""
+    ratio = ours["rate"] / rate(other)
+    results.add(
+        label, records=other["records"], seconds=other["seconds"], rate=rate(other), ratio=ratio
+    )
+    return ratio
 
 
 def mean_batch_rows(metrics_text: str, table: str) -> int:
@@ -122,44 +139,26 @@ def append(kafka: LocalKafka, sizes: Sizes, results: Results, new_topic: NewTopi
     results.progress("scenario 1: livetables")
     ours, cpu, batch_rows = run_accounted(kafka, topic, sizes.append)
     name = "1 append"
-    results.add(
-        f"{name}: livetables", records=sizes.append, seconds=ours["seconds"], rate=ours["rate"]
-    )
+    _ours(results, name, sizes.append, ours)
     _accounted(results, name, ours, cpu, batch_rows)
     results.progress("scenario 1: update-only ceiling")
     results.score.record("ceiling", _with_ceiling(results, name, ours, batch_rows))
     results.progress(f"scenario 1: naive baseline on {sizes.naive:,} records")
     naive = baselines.naive(kafka.bootstrap, topic, PARTITIONS, sizes.naive)
-    results.add(
-        f"{name}: (a) naive, one update per record",
-        records=naive["records"],
-        seconds=naive["seconds"],
-        rate=rate(naive),
-        ratio=ours["rate"] / rate(naive),
+    results.score.record(
+        "naive", _compared(results, f"{name}: (a) naive, one update per record", ours, naive)
     )
-    results.score.record("naive", ours["rate"] / rate(naive))
     results.progress(f"scenario 1: batched baseline on {sizes.batched:,} records")
     batched = baselines.batched(kafka.bootstrap, topic, PARTITIONS, sizes.batched)
-    results.add(
-        f"{name}: (b) batched json.loads + update(list)",
-        records=batched["records"],
-        seconds=batched["seconds"],
-        rate=rate(batched),
-        ratio=ours["rate"] / rate(batched),
-    )
+    _compared(results, f"{name}: (b) batched json.loads + update(list)", ours, batched)
     results.progress("scenario 1: csp peer")
     peer = run_csp(kafka, topic, sizes.batched, build=not sizes.smoke)
     if isinstance(peer, str):
         results.add(f"{name}: (c) csp Kafka adapter + Perspective", status=peer)
         return
-    results.add(
-        f"{name}: (c) csp Kafka adapter + Perspective",
-        records=peer["records"],
-        seconds=peer["seconds"],
-        rate=peer["rate"],
-        ratio=ours["rate"] / peer["rate"],
+    results.score.record(
+        "csp", _compared(results, f"{name}: (c) csp Kafka adapter + Perspective", ours, peer)
     )
-    results.score.record("csp", ours["rate"] / peer["rate"])
 
 
 def indexed_and_limit(
@@ -170,34 +169,21 @@ def indexed_and_limit(
     produce(kafka.bootstrap, topic, sizes.indexed, PARTITIONS, key_space=sizes.keys)
     ours, cpu, batch_rows = run_accounted(kafka, topic, sizes.indexed, index="i")
     name = "2 indexed"
-    results.add(
-        f"{name}: livetables", records=sizes.indexed, seconds=ours["seconds"], rate=ours["rate"]
-    )
+    _ours(results, name, sizes.indexed, ours)
     results.score.record("indexed", ours["rate"])
     _accounted(results, name, ours, cpu, batch_rows)
     _with_ceiling(results, name, ours, batch_rows, sizes.keys, index="i")
     batched = baselines.batched(
         kafka.bootstrap, topic, PARTITIONS, min(sizes.batched, sizes.indexed), index="i"
     )
-    results.add(
-        f"{name}: (b) batched baseline",
-        records=batched["records"],
-        seconds=batched["seconds"],
-        rate=rate(batched),
-        ratio=ours["rate"] / rate(batched),
-    )
+    _compared(results, f"{name}: (b) batched baseline", ours, batched)
 
     results.progress(f"scenario 2: limit, {sizes.limit_records:,} records, limit {sizes.limit:,}")
     topic = new_topic(kafka, "limit")
     produce(kafka.bootstrap, topic, sizes.limit_records, PARTITIONS)
     ours, cpu, batch_rows = run_accounted(kafka, topic, sizes.limit_records, limit=sizes.limit)
     name = "2 limit"
-    results.add(
-        f"{name}: livetables",
-        records=sizes.limit_records,
-        seconds=ours["seconds"],
-        rate=ours["rate"],
-    )
+    _ours(results, name, sizes.limit_records, ours)
     results.score.record("limit", ours["rate"])
     _accounted(results, name, ours, cpu, batch_rows)
     _with_ceiling(results, name, ours, batch_rows, limit=sizes.limit)
@@ -208,13 +194,7 @@ def indexed_and_limit(
         min(sizes.batched, sizes.limit_records),
         limit=sizes.limit,
     )
-    results.add(
-        f"{name}: (b) batched baseline",
-        records=batched["records"],
-        seconds=batched["seconds"],
-        rate=rate(batched),
-        ratio=ours["rate"] / rate(batched),
-    )
+    _compared(results, f"{name}: (b) batched baseline", ours, batched)
 
 
 def replay(

@@ -50,6 +50,11 @@ def quantile(q: float, metric: str, by: str = "table") -> str:
     return f"histogram_quantile({q}, sum by ({by}, le) ({rate(metric + '_bucket')}))"
 
 
+def p50_p99(metric: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """A histogram's median and p99 per table, as (query, legend) pairs."""
+    return (quantile(0.5, metric), "{{table}} p50"), (quantile(0.99, metric), "{{table}} p99")
+
+
 # -- panels ------------------------------------------------------------------------------------
 
 
@@ -502,8 +507,7 @@ def tables() -> tuple[str, list[dict[str, Any]]]:
                 "because updates fall behind.",
                 "short",
                 targets(
-                    (quantile(0.5, batch), "{{table}} p50"),
-                    (quantile(0.99, batch), "{{table}} p99"),
+                    *p50_p99(batch),
                     (
                         f"sum by (table) ({rate(batch + '_sum')})"
                         f" / sum by (table) ({rate(batch + '_count')})",
@@ -518,8 +522,7 @@ def tables() -> tuple[str, list[dict[str, Any]]]:
                 "p99 per table. Many views over a large table make this grow.",
                 "s",
                 targets(
-                    (quantile(0.5, duration), "{{table}} p50"),
-                    (quantile(0.99, duration), "{{table}} p99"),
+                    *p50_p99(duration),
                 ),
                 w=8,
             ),
@@ -574,8 +577,7 @@ def derived_and_retention() -> tuple[str, list[dict[str, Any]]]:
                 "It grows with the number of groups, not with the source.",
                 "s",
                 targets(
-                    (quantile(0.5, refresh), "{{table}} p50"),
-                    (quantile(0.99, refresh), "{{table}} p99"),
+                    *p50_p99(refresh),
                 ),
                 w=8,
             ),
@@ -760,8 +762,7 @@ def snapshots() -> tuple[str, list[dict[str, Any]]]:
                 "ingestion goes on meanwhile): p50 and p99 per table.",
                 "s",
                 targets(
-                    (quantile(0.5, duration), "{{table}} p50"),
-                    (quantile(0.99, duration), "{{table}} p99"),
+                    *p50_p99(duration),
                 ),
                 w=6,
             ),

@@ -131,6 +131,15 @@ def _first_run(kafka, run_service, config, stream: Stream) -> None:
     service.stop()
 
 
+def _snapshotted(kafka, topic_name: str, run_service, tmp_path) -> tuple[dict, Stream]:
+    """Two topics, a first run that replays them and writes the first snapshots at stop."""
+    quotes_topic, trades_topic = _topics(kafka, topic_name)
+    config = _config(kafka, tmp_path, quotes_topic, trades_topic)
+    stream = Stream(kafka, quotes_topic, trades_topic)
+    _first_run(kafka, run_service, config, stream)
+    return config, stream
+
+
 def _second_batch(stream: Stream) -> tuple[int, int]:
     """After the snapshot: deletes of live keys, re-creates of deleted ones, new keys."""
     alive = sorted(stream.quotes)
@@ -145,10 +154,7 @@ def _second_batch(stream: Stream) -> tuple[int, int]:
 def test_a_restart_loads_the_snapshot_and_reads_only_the_tail(
     kafka, topic_name, run_service, tmp_path
 ):
-    quotes_topic, trades_topic = _topics(kafka, topic_name)
-    config = _config(kafka, tmp_path, quotes_topic, trades_topic)
-    stream = Stream(kafka, quotes_topic, trades_topic)
-    _first_run(kafka, run_service, config, stream)
+    config, stream = _snapshotted(kafka, topic_name, run_service, tmp_path)
     for table in ("quotes", "trades", "recent"):
         assert len(files.candidates(tmp_path, table)) == 1, table
 
@@ -178,11 +184,11 @@ def test_a_restart_loads_the_snapshot_and_reads_only_the_tail(
 
 
 def test_a_changed_table_config_replays_the_table(kafka, topic_name, run_service, tmp_path):
-    quotes_topic, trades_topic = _topics(kafka, topic_name)
-    stream = Stream(kafka, quotes_topic, trades_topic)
-    _first_run(kafka, run_service, _config(kafka, tmp_path, quotes_topic, trades_topic), stream)
+    _unchanged, stream = _snapshotted(kafka, topic_name, run_service, tmp_path)
     tail_quotes, _ = _second_batch(stream)
-    changed = _config(kafka, tmp_path, quotes_topic, trades_topic, max_record_bytes=65536)
+    changed = _config(
+        kafka, tmp_path, stream.quotes_topic, stream.trades_topic, max_record_bytes=65536
+    )
     service = run_service(changed)
     wait_until(service.ready, what="replay")
     assert _started(service, "quotes") == "fallback:config_changed"
@@ -203,10 +209,7 @@ def _damage(path, how: str) -> None:
 def test_a_corrupt_or_truncated_snapshot_replays_the_table(
     kafka, topic_name, run_service, tmp_path
 ):
-    quotes_topic, trades_topic = _topics(kafka, topic_name)
-    config = _config(kafka, tmp_path, quotes_topic, trades_topic)
-    stream = Stream(kafka, quotes_topic, trades_topic)
-    _first_run(kafka, run_service, config, stream)
+    config, stream = _snapshotted(kafka, topic_name, run_service, tmp_path)
     _damage(files.candidates(tmp_path, "quotes")[0], "flip")
     _damage(files.candidates(tmp_path, "trades")[0], "truncate")
     _second_batch(stream)
@@ -221,10 +224,7 @@ def test_a_corrupt_or_truncated_snapshot_replays_the_table(
 def test_a_damaged_newest_snapshot_falls_back_to_the_one_before(
     kafka, topic_name, run_service, tmp_path
 ):
-    quotes_topic, trades_topic = _topics(kafka, topic_name)
-    config = _config(kafka, tmp_path, quotes_topic, trades_topic)
-    stream = Stream(kafka, quotes_topic, trades_topic)
-    _first_run(kafka, run_service, config, stream)
+    config, stream = _snapshotted(kafka, topic_name, run_service, tmp_path)
     tail_quotes, _ = _second_batch(stream)
     service = run_service(config)  # loads snapshot 1, writes snapshot 2 at stop
     wait_until(service.ready, what="first restore")
@@ -243,15 +243,12 @@ def test_a_damaged_newest_snapshot_falls_back_to_the_one_before(
 def test_offsets_deleted_by_retention_replay_by_the_start_policy(
     kafka, topic_name, run_service, tmp_path
 ):
-    quotes_topic, trades_topic = _topics(kafka, topic_name)
-    config = _config(kafka, tmp_path, quotes_topic, trades_topic)
-    stream = Stream(kafka, quotes_topic, trades_topic)
-    _first_run(kafka, run_service, config, stream)
+    config, stream = _snapshotted(kafka, topic_name, run_service, tmp_path)
     stream.trades_batch(100)
     # Retention removes the first records past the snapshot's offset (300): the records
     # between are gone, so the snapshot cannot be continued.
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    futures = admin.delete_records([TopicPartition(trades_topic, 0, 350)])
+    futures = admin.delete_records([TopicPartition(stream.trades_topic, 0, 350)])
     for future in futures.values():
         future.result(timeout=30)
     service = run_service(config)
