@@ -19,7 +19,7 @@ from bench.records import SCHEMA, value
 from connectors.base import RawBatch
 from connectors.decoding import BatchDecoder
 from service.config import TableConfig, decode_spec
-from service.tables import LIMIT_TABLE_SLICE
+from service.tables import update_table
 
 
 def decoded_batches(
@@ -59,13 +59,7 @@ def update_only(
     limit = config.engine_limit
     started = time.perf_counter()
     for rows in batches:
-        if limit is None or rows.num_rows <= LIMIT_TABLE_SLICE:
-            target.update(rows)
-            continue
-        if rows.num_rows > limit:
-            rows = rows.slice(rows.num_rows - limit)
-        for at in range(0, rows.num_rows, LIMIT_TABLE_SLICE):
-            target.update(rows.slice(at, LIMIT_TABLE_SLICE))
+        update_table(target, rows, limit)
     seconds = time.perf_counter() - started
     return {
         "records": records,

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-from confluent_kafka import Producer
 
 from bench.latency import LIVE_SCHEMA, ClientProcess, LiveProducer
+from bench.records import bulk_producer
 from bench.service import ServedLivetables
 from connectors.base import DecodedBatch
 from service.config import parse_config, resolve_config
@@ -167,15 +167,7 @@ def source_update_cost(source_rows: int, updates: int, results: Results) -> None
 
 
 def _preload(bootstrap: str, topic: str, count: int) -> None:
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
+    producer = bulk_producer(bootstrap)
     rng = random.Random(9)
     for seq in range(count):
         while True:

@@ -37,11 +37,9 @@ def value(i: int, key_space: int | None = None) -> bytes:
     ).encode()
 
 
-def produce(
-    bootstrap: str, topic: str, count: int, partitions: int, key_space: int | None = None
-) -> float:
-    """Produce ``count`` records round-robin over partitions; returns seconds taken."""
-    producer = Producer(
+def bulk_producer(bootstrap: str) -> Producer:
+    """A producer for pre-producing millions of records fast (large lz4 batches)."""
+    return Producer(
         {
             "bootstrap.servers": bootstrap,
             "linger.ms": 50,
@@ -50,6 +48,13 @@ def produce(
             "queue.buffering.max.messages": 1_000_000,
         }
     )
+
+
+def produce(
+    bootstrap: str, topic: str, count: int, partitions: int, key_space: int | None = None
+) -> float:
+    """Produce ``count`` records round-robin over partitions; returns seconds taken."""
+    producer = bulk_producer(bootstrap)
     started = time.perf_counter()
     for i in range(count):
         while True:

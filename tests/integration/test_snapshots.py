@@ -15,6 +15,7 @@ import random
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from service.metrics import START_KINDS
 from service.snapshots import files
 from tests.helpers import json_bytes, produce, wait_until
 
@@ -103,15 +104,7 @@ def _consumed(service, table: str) -> float:
 def _started(service, table: str) -> str:
     kinds = [
         kind
-        for kind in (
-            "snapshot",
-            "replay",
-            "fallback:config_changed",
-            "fallback:corrupt",
-            "fallback:retention",
-            "fallback:topic_changed",
-            "fallback:load_failed",
-        )
+        for kind in START_KINDS
         if service.metric("livetables_table_start", table=table, kind=kind) == 1
     ]
     return kinds[0] if len(kinds) == 1 else repr(kinds)
